@@ -1,0 +1,83 @@
+"""Configuration owned by the feature stage: where the source tables are and how to observe them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.warehouse import validate_ident
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceTable(_Strict):
+    """Where one contract table lives, and how its columns are named in the user's warehouse."""
+
+    table: str | None = Field(None, description="physical table name; default: the contract name")
+    schema_name: str | None = Field(None, alias="schema", description="schema; default: source")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="contract column -> physical column, where they differ"
+    )
+    parquet: str | None = Field(
+        None, description="read this table from Parquet files (a path or glob; DuckDB only)"
+    )
+
+    @field_validator("table", "schema_name")
+    @classmethod
+    def _ident(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ident(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _cols(cls, value: dict[str, str]) -> dict[str, str]:
+        for physical in value.values():
+            validate_ident(physical, what="column name")
+        return value
+
+
+class WarehouseConfig(_Strict):
+    """Which warehouse to use. Credentials never live here: PostgreSQL reads a DSN from the
+    environment variable named by ``dsn_env``."""
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    duckdb_path: Path = Path("warehouse.duckdb")
+    dsn_env: str = "CHURNLENS_PG_DSN"
+    source_schema: str | None = None
+    output_schema: str = "churnlens"
+    tables: dict[str, SourceTable] = Field(default_factory=dict)
+
+    @field_validator("source_schema", "output_schema")
+    @classmethod
+    def _ident(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ident(value, what="schema name")
+
+
+class ObservationConfig(_Strict):
+    """The grid of observation dates (``as_of``) used to build training sets."""
+
+    frequency: Literal["weekly", "monthly"] = "weekly"
+    history_days: int = Field(540, gt=0, description="how far back the first as_of may lie")
+    weekday: int = Field(0, ge=0, le=6, description="weekday of weekly as_of dates (0=Monday)")
+
+
+class LabelConfig(_Strict):
+    """Observe, wait, label: the label window starts ``lead_days`` after as_of."""
+
+    horizon_days: int = Field(90, gt=0, description="length of the label window")
+    lead_days: int = Field(0, ge=0, description="gap between as_of and the label window")
+    grace_days: int = Field(30, ge=0, description="a renewal this late still counts as renewed")
+    expansion_min_ratio: float = Field(
+        0.10, ge=0, description="ARR growth that counts as expansion"
+    )
+    expansion_min_arr: float = Field(0.0, ge=0, description="or this absolute ARR growth")
+    contraction_min_ratio: float = Field(0.10, ge=0, description="ARR drop that is contraction")
+    inactivity_days: int = Field(60, gt=0, description="inactivity-based churn: days with no use")
+
+
+class FeatureConfig(_Strict):
+    observation: ObservationConfig = ObservationConfig()
+    labels: LabelConfig = LabelConfig()

@@ -1,0 +1,414 @@
+"""Warehouse resources: one small interface over DuckDB (embedded default) and PostgreSQL.
+
+Library code writes SQL once, in DuckDB's dialect with ``?`` placeholders. The PostgreSQL
+resource transpiles it with sqlglot (cached) and binds the same parameters. Values are always
+bound, never formatted into SQL; identifiers that come from configuration go through
+:func:`quote_ident`, which validates them against a strict pattern first.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message says which table and what to do."""
+
+
+def validate_ident(name: str, *, what: str = "identifier") -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise a ValueError naming it."""
+    # fullmatch, not match: "$" would accept a trailing newline ("accounts\n")
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits and underscores, starting with a "
+            "letter or underscore, at most 63 characters"
+        )
+    return name
+
+
+def quote_ident(name: str, *, what: str = "identifier") -> str:
+    """Validate and double-quote one identifier (table, schema or column name)."""
+    return '"' + validate_ident(name, what=what) + '"'
+
+
+def qualified(table: str, schema: str | None = None) -> str:
+    """``"schema"."table"`` (or just ``"table"``), both parts validated."""
+    if schema:
+        return f"{quote_ident(schema, what='schema name')}.{quote_ident(table, what='table name')}"
+    return quote_ident(table, what="table name")
+
+
+_PARAM_TOKEN = "__churnlens_param__"
+
+
+@lru_cache(maxsize=512)
+def _to_postgres(sql: str, *, bound: bool = False) -> str:
+    """DuckDB-dialect SQL as PostgreSQL. With ``bound`` parameters, psycopg reads every ``%`` as
+    a placeholder, so literal ``%`` (``LIKE 'a%'``) are doubled and ``?`` become ``%s``."""
+    import sqlglot
+    from sqlglot import exp
+
+    trees = sqlglot.parse(sql, read="duckdb")
+    if not bound:
+        return ";\n".join(t.sql(dialect="postgres") for t in trees if t is not None)
+    out = []
+    for tree in trees:
+        if tree is None:
+            continue
+        tree = tree.transform(
+            lambda node: exp.var(_PARAM_TOKEN) if isinstance(node, exp.Placeholder) else node
+        )
+        out.append(tree.sql(dialect="postgres").replace("%", "%%").replace(_PARAM_TOKEN, "%s"))
+    return ";\n".join(out)
+
+
+# What PostgreSQL's CAST accepts, for the try_cast emulation (PostgreSQL < 16 has no
+# pg_input_is_valid). Values that pass these patterns cast without error.
+_PG_CASTABLE: dict[str, str] = {
+    "BIGINT": r"^\s*[+-]?[0-9]{1,18}\s*$",
+    "DOUBLE": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?\s*$",
+    "BOOLEAN": r"^\s*(t|true|f|false|y|yes|n|no|on|off|1|0)\s*$",
+    "DATE": r"^\s*[0-9]{4}-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])\s*$",
+    "TIMESTAMPTZ": r"^\s*[0-9]{4}-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])"
+    r"([ T]([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?)?"
+    r"\s*(Z|z|UTC|[+-][0-9]{2}(:?[0-9]{2})?)?\s*$",
+}
+
+
+class Warehouse(ABC):
+    """A connection to the warehouse that holds the source tables and receives predictions."""
+
+    dialect: str
+    default_schema: str
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run one SELECT (DuckDB dialect, ``?`` placeholders) and return every row."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement that returns nothing."""
+
+    @abstractmethod
+    def insert_frame(self, df: pd.DataFrame, table: str, schema: str | None = None) -> None:
+        """Append the rows of ``df`` to an existing table, matching columns by name."""
+
+    @abstractmethod
+    def create_table_from_frame(
+        self, df: pd.DataFrame, table: str, schema: str | None = None, *, temporary: bool = False
+    ) -> None:
+        """Create (or replace) ``table`` with the columns and rows of ``df``."""
+
+    @abstractmethod
+    def columns(self, table: str, schema: str | None = None) -> dict[str, str]:
+        """Column name -> lower-case SQL type of an existing table or view; {} if absent."""
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together, or nothing does."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def try_cast(self, expr: str, sql_type: str) -> str:
+        """SQL (DuckDB dialect) for ``expr`` cast to ``sql_type``, or NULL where it does not cast.
+
+        ``sql_type`` is one of BIGINT, DOUBLE, BOOLEAN, DATE, TIMESTAMPTZ, VARCHAR.
+        """
+
+    @abstractmethod
+    def replace_temp_view(self, name: str, select_sql: str) -> None:
+        """Create or replace the session-local view ``name`` (never a permanent object)."""
+
+    # shared conveniences -------------------------------------------------------------
+    def table_exists(self, table: str, schema: str | None = None) -> bool:
+        return bool(self.columns(table, schema))
+
+    def create_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema, what='schema name')}")
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        frame = self.query(sql, params)
+        return None if frame.empty else frame.iat[0, 0]
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBWarehouse(Warehouse):
+    """Embedded DuckDB: a file (the default warehouse) or ``:memory:`` for tests."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+        import duckdb
+
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
+        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.default_schema = "main"
+        self._depth = 0
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return self.con.execute(sql, list(params)).df()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def try_cast(self, expr: str, sql_type: str) -> str:
+        return f"TRY_CAST({expr} AS {sql_type})"
+
+    def replace_temp_view(self, name: str, select_sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS\n{select_sql}")
+
+    def insert_frame(self, df: pd.DataFrame, table: str, schema: str | None = None) -> None:
+        if df.empty:
+            return
+        cols = ", ".join(quote_ident(c, what="column name") for c in df.columns)
+        self.con.register("_churnlens_insert", df)
+        try:
+            self.con.execute(
+                f"INSERT INTO {qualified(table, schema)} ({cols}) "
+                f"SELECT {cols} FROM _churnlens_insert"
+            )
+        finally:
+            self.con.unregister("_churnlens_insert")
+
+    def create_table_from_frame(
+        self, df: pd.DataFrame, table: str, schema: str | None = None, *, temporary: bool = False
+    ) -> None:
+        self.con.register("_churnlens_create", df)
+        try:
+            kind = "TEMP TABLE" if temporary else "TABLE"
+            target = quote_ident(table) if temporary else qualified(table, schema)
+            self.con.execute(
+                f"CREATE OR REPLACE {kind} {target} AS SELECT * FROM _churnlens_create"
+            )
+        finally:
+            self.con.unregister("_churnlens_create")
+
+    def columns(self, table: str, schema: str | None = None) -> dict[str, str]:
+        # DESCRIBE resolves the name exactly as a query would (temp objects first, then the
+        # current schema); information_schema by name alone merged same-named tables of
+        # different schemas/catalogs into one column list.
+        import duckdb
+
+        try:
+            rows = self.con.execute(f"DESCRIBE SELECT * FROM {qualified(table, schema)}").fetchall()
+        except (duckdb.CatalogException, duckdb.BinderException):
+            return {}
+        return {name: str(type_).lower() for name, type_, *_ in rows}
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class PostgresWarehouse(Warehouse):
+    """PostgreSQL through psycopg 3; SQL is transpiled from DuckDB's dialect by sqlglot."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        try:
+            self.con = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise WarehouseError(
+                f"cannot connect to PostgreSQL ({_redact(dsn)}): {exc}. "
+                "Check CHURNLENS_PG_DSN and that the server is running."
+            ) from exc
+        self.con.execute("SET TIME ZONE 'UTC'")
+        self.default_schema = "public"
+        self._depth = 0
+
+    def _sql(self, sql: str, params: Sequence[Any] = ()) -> str:
+        return _to_postgres(sql, bound=bool(params))
+
+    def try_cast(self, expr: str, sql_type: str) -> str:
+        if sql_type.upper() == "VARCHAR":
+            return f"CAST({expr} AS VARCHAR)"
+        pattern = _PG_CASTABLE[sql_type.upper()]
+        return (
+            f"CASE WHEN REGEXP_MATCHES(lower(CAST({expr} AS VARCHAR)), '{pattern}') "
+            f"THEN CAST({expr} AS {sql_type}) END"
+        )
+
+    def replace_temp_view(self, name: str, select_sql: str) -> None:
+        # pg_temp.: a plain DROP VIEW would drop a permanent view of that name on the search path
+        view = quote_ident(name)
+        with self.transaction():
+            self.con.execute(f"DROP VIEW IF EXISTS pg_temp.{view}")
+            self.con.execute(f"CREATE TEMP VIEW {view} AS\n{self._sql(select_sql)}")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.con.cursor() as cur:
+            cur.execute(self._sql(sql, params), list(params) or None)
+            names = [d.name for d in cur.description]
+            rows = cur.fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=names)
+        return _normalise_pg_frame(frame)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(self._sql(sql, params), list(params) or None)
+
+    def insert_frame(self, df: pd.DataFrame, table: str, schema: str | None = None) -> None:
+        if df.empty:
+            return
+        cols = ", ".join(quote_ident(c, what="column name") for c in df.columns)
+        with (
+            self.con.cursor() as cur,
+            cur.copy(f"COPY {qualified(table, schema)} ({cols}) FROM STDIN") as copy,
+        ):
+            for row in df.itertuples(index=False, name=None):
+                copy.write_row([_py(v) for v in row])
+
+    def create_table_from_frame(
+        self, df: pd.DataFrame, table: str, schema: str | None = None, *, temporary: bool = False
+    ) -> None:
+        target = quote_ident(table) if temporary else qualified(table, schema)
+        cols = ", ".join(
+            f"{quote_ident(c, what='column name')} {_pg_type(df[c])}" for c in df.columns
+        )
+        kind = "TEMP TABLE" if temporary else "TABLE"
+        with self.transaction():
+            self.con.execute(f"DROP TABLE IF EXISTS {target}")
+            self.con.execute(f"CREATE {kind} {target} ({cols})")
+            self.insert_frame(df, table, None if temporary else schema)
+
+    def columns(self, table: str, schema: str | None = None) -> dict[str, str]:
+        validate_ident(table, what="table name")
+        rows = self.con.execute(
+            "SELECT a.attname, lower(format_type(a.atttypid, a.atttypmod)) "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND c.relkind IN ('r', 'v', 'm', 'f', 'p') "
+            "AND (%s::text IS NULL AND pg_table_is_visible(c.oid) OR n.nspname = %s) "
+            "ORDER BY a.attnum",
+            [table, schema, schema],
+        ).fetchall()
+        return dict(rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self.con.transaction():
+                yield
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _redact(dsn: str) -> str:
+    """The DSN without its password, in URL (``user:pw@host``) and key=value form."""
+    dsn = re.sub(r"(://[^:/@\s]*:)\S*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)
+
+
+def _py(value: Any) -> Any:
+    """A pandas/numpy scalar as the plain Python value psycopg's COPY understands."""
+    if value is None or value is pd.NaT:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _pg_type(series: pd.Series) -> str:
+    kind = series.dtype.kind
+    if kind == "b":
+        return "boolean"
+    if kind in "iu":
+        return "bigint"
+    if kind == "f":
+        return "double precision"
+    if kind == "M":
+        return "timestamptz" if getattr(series.dtype, "tz", None) is not None else "timestamp"
+    if series.dtype == object and len(series.dropna()):
+        import datetime as dt
+
+        sample = series.dropna().iloc[0]
+        if isinstance(sample, dt.datetime):  # before date: datetime is a date subclass
+            return "timestamptz" if sample.tzinfo is not None else "timestamp"
+        if isinstance(sample, dt.date):
+            return "date"
+        if isinstance(sample, bool):
+            return "boolean"
+    return "text"
+
+
+def _normalise_pg_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Make psycopg's Decimal/date objects look like what DuckDB returns for the same SQL."""
+    import datetime as dt
+    from decimal import Decimal
+
+    for col in frame.columns:
+        sample = frame[col].dropna()
+        if sample.empty:
+            continue
+        first = sample.iloc[0]
+        if isinstance(first, Decimal):
+            frame[col] = pd.to_numeric(frame[col].astype(object), errors="coerce").astype("float64")
+        elif isinstance(first, dt.datetime):
+            frame[col] = pd.to_datetime(frame[col], utc=first.tzinfo is not None)
+            if first.tzinfo is not None:
+                frame[col] = frame[col].dt.tz_localize(None)
+        elif isinstance(first, dt.date):
+            frame[col] = pd.to_datetime(frame[col])
+    return frame

@@ -1,0 +1,142 @@
+"""The warehouse resource behaves the same on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from features.warehouse import Warehouse, _redact, qualified, quote_ident, validate_ident
+
+both = pytest.mark.parametrize(
+    "wh", ["duck", pytest.param("pg", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@pytest.fixture
+def wh(request) -> Warehouse:
+    return request.getfixturevalue(request.param)
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a3"],
+            "arr": [100.5, 0.0, None],
+            "seats": [3, 4, 5],
+            "active": [True, False, True],
+            "as_of": pd.to_datetime(["2025-01-06", "2025-01-06", "2025-01-13"]),
+        }
+    )
+
+
+@both
+def test_create_insert_query_round_trip(wh) -> None:
+    frame = _frame()
+    wh.create_table_from_frame(frame.iloc[:0], "scores")
+    wh.insert_frame(frame, "scores")
+    back = wh.query("SELECT * FROM scores WHERE seats >= ? ORDER BY account_id", [3])
+    assert back["account_id"].tolist() == ["a1", "a2", "a3"]
+    assert back["arr"].iloc[0] == 100.5 and pd.isna(back["arr"].iloc[2])
+    assert back["seats"].tolist() == [3, 4, 5]
+    assert back["active"].tolist() == [True, False, True]
+    assert back["as_of"].tolist() == list(frame["as_of"])
+    assert wh.scalar("SELECT count(*) FROM scores WHERE as_of = ?", [dt.datetime(2025, 1, 6)]) == 2
+
+
+@both
+def test_transaction_rolls_back_on_exception(wh) -> None:
+    wh.create_table_from_frame(_frame(), "scores")
+    with pytest.raises(RuntimeError, match="halfway"), wh.transaction():
+        wh.execute("DELETE FROM scores WHERE as_of = ?", [dt.datetime(2025, 1, 6)])
+        wh.insert_frame(_frame().iloc[:1], "scores")
+        with wh.transaction():  # nested blocks join the outer transaction
+            wh.execute("DELETE FROM scores")
+        raise RuntimeError("failure halfway")
+    assert wh.scalar("SELECT count(*) FROM scores") == 3
+    with wh.transaction():
+        wh.execute("DELETE FROM scores WHERE account_id = ?", ["a3"])
+    assert wh.scalar("SELECT count(*) FROM scores") == 2
+
+
+@both
+def test_literal_percent_signs_survive_bound_parameters(wh) -> None:
+    wh.create_table_from_frame(_frame(), "scores")
+    sql = "SELECT count(*) FROM scores WHERE account_id LIKE 'a%' AND seats > ?"
+    assert wh.scalar(sql, [3]) == 2
+
+
+@both
+def test_try_cast_returns_null_for_values_that_do_not_cast(wh) -> None:
+    wh.create_table_from_frame(pd.DataFrame({"v": ["12", " 3.5 ", "x", None, "1e3"]}), "raw")
+    sql = f"SELECT v, {wh.try_cast('v', 'DOUBLE')} AS d FROM raw"
+    casted = wh.query(sql).set_index("v")["d"]
+    assert casted.notna().tolist() == [True, True, False, False, True]
+    assert casted[["12", " 3.5 ", "1e3"]].tolist() == [12.0, 3.5, 1000.0]
+
+
+@both
+def test_columns_lists_types_and_is_empty_for_absent_tables(wh) -> None:
+    wh.create_table_from_frame(_frame(), "scores")
+    cols = wh.columns("scores")
+    assert list(cols) == ["account_id", "arr", "seats", "active", "as_of"]
+    assert cols["seats"] == "bigint" and cols["active"] == "boolean"
+    assert wh.columns("nope") == {}
+    assert not wh.table_exists("nope")
+
+
+def test_duckdb_columns_do_not_merge_tables_of_other_schemas(duck) -> None:
+    duck.create_schema("other")
+    duck.execute('CREATE TABLE other."t" (secret VARCHAR)')
+    duck.execute('CREATE TABLE "t" (a INTEGER)')
+    assert duck.columns("t") == {"a": "integer"}
+    assert duck.columns("t", "other") == {"secret": "varchar"}
+
+
+@pytest.mark.postgres
+def test_pg_temp_view_never_drops_a_permanent_view(pg) -> None:
+    pg.execute("CREATE VIEW stg_accounts AS SELECT 1 AS kept")
+    pg.replace_temp_view("stg_accounts", "SELECT 2 AS staged")
+    pg.replace_temp_view("stg_accounts", "SELECT 3 AS staged")
+    assert pg.scalar("SELECT staged FROM stg_accounts") == 3
+    schema = pg.scalar("SELECT current_schema()")
+    assert pg.scalar(f"SELECT kept FROM {quote_ident(schema)}.stg_accounts") == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x; drop table accounts", 'a"b', "1abc", "", "accounts\n", "a b", "a" * 64, "tab--le"],
+)
+def test_identifier_validation_rejects_injection(name) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        validate_ident(name)
+    with pytest.raises(ValueError, match="invalid table name"):
+        qualified(name, "analytics")
+
+
+def test_identifier_validation_quotes_plain_names() -> None:
+    assert qualified("usage_events", "analytics") == '"analytics"."usage_events"'
+    assert quote_ident("select") == '"select"'
+
+
+def test_injection_through_a_table_name_never_reaches_sql(duck) -> None:
+    duck.create_table_from_frame(_frame(), "scores")
+    with pytest.raises(ValueError):
+        duck.insert_frame(_frame(), "scores; DROP TABLE scores")
+    with pytest.raises(ValueError):
+        duck.columns("scores; DROP TABLE scores")
+    assert duck.scalar("SELECT count(*) FROM scores") == 3
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [
+        ("postgresql://bob:s3cret@db.example:5432/prod", "s3cret"),
+        ("host=db.example user=bob password=s3cret dbname=prod", "s3cret"),
+        ("host=db password='sp ace' user=bob", "sp ace"),
+    ],
+)
+def test_dsn_password_is_redacted(dsn, secret) -> None:
+    redacted = _redact(dsn)
+    assert secret not in redacted and "***" in redacted
