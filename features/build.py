@@ -1,0 +1,123 @@
+"""The one feature path for training and scoring: point-in-time account features at many dates.
+
+``build_features`` loads the observation dates into a temporary table, materialises the accounts
+active at each date once (``sql/active_accounts.sql``), then runs one SQL file per feature group
+(``sql/<group>.sql``), each computing every date in a single pass, and joins the groups on
+``(account_id, as_of)``. Groups whose source table is absent are left out; the catalog
+(``features/catalog.py``, ``docs/features.md``) defines every column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import ALWAYS, FEATURES, features_for_groups, groups_for_tables
+from features.warehouse import Warehouse, quote_ident
+
+SQL_DIR = Path(__file__).parent / "sql"
+OBS_TABLE = "churnlens_obs_dates"
+ACTIVE_TABLE = "churnlens_active"
+REQUIRED_TABLES = ("accounts", "contracts", "usage_events")
+KEYS = ["account_id", "as_of"]
+
+
+@cache
+def read_sql(name: str) -> str:
+    """The text of ``features/sql/<name>.sql``."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def check_as_of_dates(as_of_dates: Sequence[datetime]) -> list[datetime]:
+    """Distinct, sorted, naive midnights; a clear ValueError for anything else."""
+    if len(as_of_dates) == 0:
+        raise ValueError("as_of_dates is empty: give at least one observation date")
+    out = set()
+    for value in as_of_dates:
+        moment = pd.Timestamp(value)
+        if moment.tzinfo is not None:
+            moment = moment.tz_convert("UTC").tz_localize(None)
+        if moment.time() != time.min:
+            raise ValueError(
+                f"as_of {value!r} is not a midnight: observation dates must be 00:00 (naive UTC), "
+                "because usage is bucketed by day; use features.grid.observation_dates"
+            )
+        out.add(moment.to_pydatetime())
+    return sorted(out)
+
+
+def load_observation_dates(wh: Warehouse, as_of_dates: Sequence[datetime]) -> None:
+    """(Re)create the temp table ``churnlens_obs_dates(as_of TIMESTAMP)`` every query joins."""
+    frame = pd.DataFrame({"as_of": pd.to_datetime(list(as_of_dates)).astype("datetime64[us]")})
+    wh.create_table_from_frame(frame, OBS_TABLE, temporary=True)
+
+
+def materialize(wh: Warehouse, name: str, select_sql: str) -> None:
+    """Create or replace the session-local table ``name`` from a DuckDB-dialect SELECT."""
+    table = quote_ident(name)
+    if wh.dialect == "postgres":
+        # pg_temp.: never drop a permanent table of that name on the search path
+        wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
+        wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}")
+    else:
+        wh.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{select_sql}")
+
+
+def prepare_active_accounts(wh: Warehouse, as_of_dates: Sequence[datetime]) -> list[datetime]:
+    """Load the dates and the accounts active at each; returns the checked dates."""
+    dates = check_as_of_dates(as_of_dates)
+    load_observation_dates(wh, dates)
+    materialize(wh, ACTIVE_TABLE, read_sql("active_accounts"))
+    return dates
+
+
+def build_features(
+    wh: Warehouse, as_of_dates: Sequence[datetime], *, available_tables: Collection[str]
+) -> pd.DataFrame:
+    """Features of every account active at each ``as_of`` (midnight, naive UTC).
+
+    Columns: ``account_id`` (str), ``as_of`` (datetime64), ``name``, then the catalog features
+    of the groups whose source table is in ``available_tables`` (the ``stg_`` views that exist).
+    A feature at ``as_of`` only sees rows dated at or before it. Sorted by as_of, account_id."""
+    missing = [t for t in REQUIRED_TABLES if t not in set(available_tables)]
+    if missing:
+        raise ValueError(
+            f"build_features needs the required table(s) {missing} (staging views stg_<table>); "
+            f"available_tables was {sorted(available_tables)}"
+        )
+    prepare_active_accounts(wh, as_of_dates)
+    groups = groups_for_tables(available_tables)
+    frame = wh.query(read_sql("commercial"))
+    for group in groups:
+        if group == "commercial":
+            continue
+        part = wh.query(read_sql(group))
+        frame = frame.merge(part, on=KEYS, how="left", validate="one_to_one")
+    return _tidy(frame, ["name", *ALWAYS, *features_for_groups(groups)])
+
+
+def _tidy(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Keys first, catalog order, one dtype per unit: str ids and categories, float numbers."""
+    ordered = list(dict.fromkeys(c for c in columns if c in frame.columns))
+    out = frame[KEYS + ordered].copy()
+    out["account_id"] = out["account_id"].astype(str)
+    out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[us]")
+    for name in ordered:
+        spec = FEATURES.get(name)
+        if name == "name" or (spec is not None and spec.unit == "category"):
+            out[name] = _text(out[name])
+        else:
+            out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
+    out = out.sort_values(["as_of", "account_id"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Strings with NaN for missing (the pandas default text dtype)."""
+    as_object = values.astype(object)
+    return as_object.where(as_object.notna(), np.nan).astype("str")

@@ -1,0 +1,367 @@
+"""The feature catalog: every feature ``build_features`` returns, with its meaning, unit and window.
+
+The catalog is the source of ``docs/features.md`` (``python -m features.catalog >
+docs/features.md``; a test fails when the file is stale) and of the units and windows serving
+uses to write reasons. Each group is computed by one SQL file from one contract table; when that
+table is absent, the group's columns are left out of the frame (not filled with NULL).
+
+Time semantics (all features): ``as_of`` is a midnight, naive UTC; an n-day window is
+``t > as_of - n days AND t <= as_of``; "days since" is ``floor((as_of - t) / 1 day)`` over the
+latest ``t <= as_of`` (NULL when there is none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+UNITS = ("count", "ratio", "days", "currency", "score", "flag", "category")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature column: what it measures (``description``), in which ``unit``, over which
+    trailing window (``window_days``; None = point-in-time state or all history), from which
+    contract table (``source``)."""
+
+    name: str
+    group: str
+    description: str
+    unit: str
+    window_days: int | None
+    source: str
+
+
+# group -> the contract table its SQL file reads (besides the contracts that define activity)
+GROUP_SOURCES: dict[str, str] = {
+    "commercial": "contracts",
+    "usage": "usage_events",
+    "support": "support_tickets",
+    "engagement": "engagement",
+    "sentiment": "surveys",
+    "relationship": "contact_changes",
+    "outcomes": "verified_outcomes",
+    "health": "health_scores",
+}
+
+# columns every frame carries that describe the account (not model features by themselves)
+_ACCOUNT = "accounts"
+
+_SPECS: tuple[tuple[str, str, str, str, int | None], ...] = (
+    # name, group, unit, window, description
+    ("arr", "commercial", "currency", None, "ARR at as_of: sum of arr of contracts in force"),
+    ("segment", "commercial", "category", None, "customer segment (accounts.segment)"),
+    ("industry", "commercial", "category", None, "customer industry (accounts.industry)"),
+    ("csm_owner", "commercial", "category", None, "CSM who owns the account (for risk lists)"),
+    ("employees", "commercial", "count", None, "customer headcount (accounts.employees)"),
+    ("arr_prev_365d", "commercial", "currency", 365, "ARR 365 days before as_of"),
+    (
+        "arr_change_365d",
+        "commercial",
+        "ratio",
+        365,
+        "ARR at as_of / ARR 365 days before - 1; NULL when it was 0 then",
+    ),
+    ("tenure_days", "commercial", "days", None, "days since the first contract started"),
+    (
+        "days_to_next_renewal",
+        "commercial",
+        "days",
+        None,
+        "days from as_of to the earliest end_date of the contracts in force",
+    ),
+    (
+        "contract_term_days",
+        "commercial",
+        "days",
+        None,
+        "longest term (end_date - start_date) among the contracts in force",
+    ),
+    ("seats", "commercial", "count", None, "licensed seats of the contracts in force"),
+    ("arr_per_seat", "commercial", "currency", None, "arr / seats; NULL without seats"),
+    (
+        "arr_per_employee",
+        "commercial",
+        "currency",
+        None,
+        "arr / employees (penetration); NULL without headcount",
+    ),
+    ("products_active", "commercial", "count", None, "distinct products in force"),
+    (
+        "past_contractions",
+        "commercial",
+        "count",
+        None,
+        "contract boundaries up to as_of where ARR fell but stayed above 0",
+    ),
+    ("events_7d", "usage", "count", 7, "usage events in the last 7 days"),
+    ("events_28d", "usage", "count", 28, "usage events in the last 28 days"),
+    ("events_90d", "usage", "count", 90, "usage events in the last 90 days"),
+    ("events_prev_28d", "usage", "count", 28, "usage events in the 28 days before the last 28"),
+    (
+        "events_change_28d",
+        "usage",
+        "ratio",
+        28,
+        "events_28d / events_prev_28d - 1; NULL when the prior window had none",
+    ),
+    ("active_users_7d", "usage", "count", 7, "distinct users with an event in the last 7 days"),
+    ("active_users_28d", "usage", "count", 28, "distinct users with an event in the last 28 days"),
+    ("active_users_90d", "usage", "count", 90, "distinct users with an event in the last 90 days"),
+    (
+        "active_users_prev_28d",
+        "usage",
+        "count",
+        28,
+        "distinct users active in the 28 days before the last 28",
+    ),
+    (
+        "active_users_change_28d",
+        "usage",
+        "ratio",
+        28,
+        "active_users_28d / active_users_prev_28d - 1; NULL when the prior window had none",
+    ),
+    (
+        "stickiness_28d",
+        "usage",
+        "ratio",
+        28,
+        "DAU/MAU: mean daily active users over 28 days / active_users_28d (days end at midnight)",
+    ),
+    (
+        "event_types_28d",
+        "usage",
+        "count",
+        28,
+        "distinct event types (features) used in the last 28 days: breadth",
+    ),
+    (
+        "events_per_active_user_28d",
+        "usage",
+        "ratio",
+        28,
+        "events_28d / active_users_28d: intensity per user; NULL without active users",
+    ),
+    (
+        "seat_utilization",
+        "usage",
+        "ratio",
+        28,
+        "active_users_28d / seats in force; NULL without seats",
+    ),
+    (
+        "days_since_last_activity",
+        "usage",
+        "days",
+        None,
+        "days since the latest usage event (0 = within the 24 h before as_of)",
+    ),
+    ("tickets_30d", "support", "count", 30, "support tickets opened in the last 30 days"),
+    ("tickets_90d", "support", "count", 90, "support tickets opened in the last 90 days"),
+    (
+        "p1_tickets_90d",
+        "support",
+        "count",
+        90,
+        "urgent tickets (priority p1 or urgent) opened in the last 90 days",
+    ),
+    (
+        "open_tickets",
+        "support",
+        "count",
+        None,
+        "tickets opened at or before as_of and not closed by then (backlog)",
+    ),
+    (
+        "median_hours_to_close_90d",
+        "support",
+        "score",
+        90,
+        "median hours from opened_at to closed_at of tickets closed in the last 90 days",
+    ),
+    (
+        "escalated_tickets_90d",
+        "support",
+        "count",
+        90,
+        "tickets opened in the last 90 days flagged escalated (the flag has no timestamp)",
+    ),
+    (
+        "ticket_csat_90d",
+        "support",
+        "score",
+        90,
+        "mean ticket CSAT (1-5) of tickets closed in the last 90 days",
+    ),
+    (
+        "days_since_last_csm_touch",
+        "engagement",
+        "days",
+        None,
+        "days since the latest CSM touchpoint of any kind",
+    ),
+    ("csm_touches_90d", "engagement", "count", 90, "CSM touchpoints in the last 90 days"),
+    (
+        "days_since_last_ebr_qbr",
+        "engagement",
+        "days",
+        None,
+        "days since the latest business review (kind ebr or qbr)",
+    ),
+    ("nps_latest", "sentiment", "score", None, "latest NPS answer (0-10) at or before as_of"),
+    (
+        "nps_change",
+        "sentiment",
+        "score",
+        None,
+        "latest NPS answer minus the answer before it; NULL with fewer than two",
+    ),
+    (
+        "days_since_last_nps",
+        "sentiment",
+        "days",
+        None,
+        "days since the latest NPS answer",
+    ),
+    (
+        "champion_left_90d",
+        "relationship",
+        "flag",
+        90,
+        "1 if a champion left in the last 90 days, else 0",
+    ),
+    (
+        "champion_left_180d",
+        "relationship",
+        "flag",
+        180,
+        "1 if a champion left in the last 180 days, else 0",
+    ),
+    (
+        "exec_sponsor_left_90d",
+        "relationship",
+        "flag",
+        90,
+        "1 if an executive sponsor left in the last 90 days, else 0",
+    ),
+    (
+        "exec_sponsor_left_180d",
+        "relationship",
+        "flag",
+        180,
+        "1 if an executive sponsor left in the last 180 days, else 0",
+    ),
+    (
+        "days_since_champion_left",
+        "relationship",
+        "days",
+        None,
+        "days since the latest champion departure",
+    ),
+    (
+        "verified_outcome_on_record",
+        "outcomes",
+        "flag",
+        None,
+        "1 if any business outcome was verified at or before as_of, else 0",
+    ),
+    (
+        "days_since_verified_outcome",
+        "outcomes",
+        "days",
+        None,
+        "days since the latest verified outcome",
+    ),
+    ("health_score", "health", "score", None, "latest exported health score at or before as_of"),
+    ("health_color", "health", "category", None, "color (green/yellow/red) of that export"),
+    (
+        "health_score_change_30d",
+        "health",
+        "score",
+        30,
+        "health_score minus the latest score at or before as_of - 30 days",
+    ),
+    (
+        "health_color_prev_30d",
+        "health",
+        "category",
+        30,
+        "color of the latest export at or before as_of - 30 days",
+    ),
+)
+
+# accounts attributes ride along with the commercial group; their source is accounts
+_FROM_ACCOUNTS = frozenset({"segment", "industry", "csm_owner", "employees"})
+
+FEATURES: dict[str, FeatureSpec] = {
+    name: FeatureSpec(
+        name=name,
+        group=group,
+        description=description,
+        unit=unit,
+        window_days=window,
+        source=_ACCOUNT if name in _FROM_ACCOUNTS else GROUP_SOURCES[group],
+    )
+    for name, group, unit, window, description in _SPECS
+}
+
+# what build_features always returns (besides account_id, as_of and name)
+ALWAYS = ("arr", "csm_owner", "segment", "industry", "employees")
+
+
+def features_for_groups(groups: Iterable[str]) -> list[str]:
+    """Feature names of ``groups`` in catalog order; raises on an unknown group."""
+    wanted = set(groups)
+    unknown = wanted - set(GROUP_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown feature group(s) {sorted(unknown)}; use {list(GROUP_SOURCES)}")
+    return [name for name, spec in FEATURES.items() if spec.group in wanted]
+
+
+def groups_for_tables(available_tables: Iterable[str]) -> list[str]:
+    """The groups whose source table is among ``available_tables`` (catalog order)."""
+    tables = set(available_tables)
+    return [group for group, table in GROUP_SOURCES.items() if table in tables]
+
+
+def render_markdown() -> str:
+    """``docs/features.md``: every feature with definition, window, unit and source table."""
+    lines = [
+        "# Feature catalog",
+        "",
+        "Generated from `features/catalog.py` by `python -m features.catalog > docs/features.md`;",
+        "do not edit by hand (a test fails when this file is out of date).",
+        "",
+        "Rows: one per account **active** at `as_of` (ARR > 0: a contract with",
+        "`start_date <= as_of < end_date`). `as_of` is midnight (naive UTC). An n-day window is",
+        "`t > as_of - n days AND t <= as_of`: an event exactly at `as_of` counts, one a second",
+        "later does not. *Days since* is `floor((as_of - t) / 1 day)` for the latest `t <= as_of`,",
+        "NULL when there is none. A group whose source table is absent is left out of the frame.",
+        "",
+        "Dialects: the SQL is written in DuckDB's dialect and run on **DuckDB** and, transpiled by",
+        "sqlglot, on **PostgreSQL**; tests check both give the same values. sqlglot can also",
+        "target Snowflake, BigQuery and Spark SQL, but those were only transpiled, never run.",
+        "",
+    ]
+    for group, table in GROUP_SOURCES.items():
+        names = features_for_groups([group])
+        lines += [
+            f"## {group} (`{table}`)",
+            "",
+            "| feature | unit | window | source | definition |",
+            "|---|---|---|---|---|",
+        ]
+        for name in names:
+            spec = FEATURES[name]
+            window = f"{spec.window_days} d" if spec.window_days else "-"
+            lines.append(
+                f"| `{name}` | {spec.unit} | {window} | `{spec.source}` | {spec.description} |"
+            )
+        lines.append("")
+    lines.append(f"{len(FEATURES)} features.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
