@@ -1,0 +1,238 @@
+"""Retention metrics on a hand-written book of contracts (the worked example in docs/metrics.md)."""
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from features.retention import (
+    arr_movements,
+    churn_events,
+    cohort_retention,
+    period_bounds,
+    prepare_contracts,
+)
+
+
+def book() -> pd.DataFrame:
+    rows = [
+        # account, contract, start, end (exclusive), arr, segment
+        ("A", "a1", "2024-02-01", "2025-02-01", 100.0, "ent"),
+        ("A", "a2", "2025-02-01", "2026-02-01", 150.0, "ent"),  # renewal up 50
+        ("A", "a3", "2025-03-01", "2026-02-01", 30.0, "ent"),  # mid-term add-on
+        ("B", "b1", "2024-03-01", "2025-03-01", 200.0, "smb"),
+        ("B", "b2", "2025-03-01", "2026-03-01", 120.0, "smb"),  # renewal down 80
+        ("C", "c1", "2024-01-15", "2025-02-15", 300.0, "smb"),  # churns 2025-02-15
+        ("D", "d1", "2025-02-01", "2026-02-01", 50.0, "ent"),  # new logo in Q1 2025
+        ("F", "f1", "2024-06-01", "2025-03-01", 80.0, "smb"),
+        ("F", "f2", "2025-03-10", "2026-03-10", 80.0, "smb"),  # 9-day lapse inside Q1
+        ("G", "g1", "2023-01-01", "2025-01-01", 500.0, "ent"),  # ends exactly at Q1 start
+        ("H", "h1", "2025-04-01", "2026-04-01", 70.0, "ent"),  # starts exactly at Q1 end
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["account_id", "contract_id", "start_date", "end_date", "arr", "segment"]
+    )
+    frame["start_date"] = pd.to_datetime(frame["start_date"]).dt.date
+    frame["end_date"] = pd.to_datetime(frame["end_date"]).dt.date
+    return frame
+
+
+def q1(**kwargs) -> pd.Series:
+    out = arr_movements(
+        book(), period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1), **kwargs
+    )
+    assert len(out) == 1
+    return out.iloc[0]
+
+
+def test_quarter_bridge_hand_computed():
+    row = q1()
+    assert row["period"] == "2025Q1"
+    assert row["starting_arr"] == 680.0  # A 100 + B 200 + C 300 + F 80; G ended at 2025-01-01
+    assert row["expansion"] == 80.0  # A 100 -> 180
+    assert row["contraction"] == 80.0  # B 200 -> 120
+    assert row["churned_arr"] == 300.0  # C
+    assert row["new_arr"] == 120.0  # D 50 + H 70 (starts at the period end instant)
+    assert row["ending_arr"] == 500.0
+    assert row["ndr"] == pytest.approx(380 / 680)  # 0.5588
+    assert row["grr"] == pytest.approx(300 / 680)  # 0.4412
+    assert (row["logos_start"], row["logos_churned"], row["logos_new"]) == (4, 1, 2)
+    assert row["logo_churn_rate"] == 0.25
+
+
+def test_bridge_identity_and_grr_bound():
+    out = arr_movements(book(), period="month", start=date(2024, 1, 1), end=date(2025, 6, 1))
+    bridge = (
+        out["starting_arr"]
+        + out["expansion"]
+        - out["contraction"]
+        - out["churned_arr"]
+        + out["new_arr"]
+    )
+    assert (bridge - out["ending_arr"]).abs().max() < 1e-9
+    assert (out["grr"].dropna() <= 1.0).all()
+    # months chain: each month's ending ARR is the next month's starting ARR
+    assert (out["ending_arr"].iloc[:-1].to_numpy() == out["starting_arr"].iloc[1:].to_numpy()).all()
+
+
+def test_by_segment():
+    out = arr_movements(
+        book(), period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1), by=["segment"]
+    ).set_index("segment")
+    assert out.loc["ent", "starting_arr"] == 100.0 and out.loc["ent", "new_arr"] == 120.0
+    assert out.loc["ent", "ndr"] == pytest.approx(1.8) and out.loc["ent", "grr"] == 1.0
+    assert out.loc["smb", "ndr"] == pytest.approx(200 / 580)
+    assert out.loc["smb", "grr"] == pytest.approx(200 / 580)
+
+
+def test_exclude_segments():
+    row = q1(exclude_segments=["smb"])
+    assert row["starting_arr"] == 100.0 and row["ndr"] == pytest.approx(1.8)
+
+
+def test_ttm_hand_computed():
+    out = arr_movements(book(), period="ttm", start=date(2024, 4, 1), end=date(2025, 4, 1))
+    row = out.iloc[-1]
+    assert row["period"] == "TTM to 2025-03" and len(out) == 1
+    assert row["starting_arr"] == 1100.0  # A, B, C, G on 2024-04-01
+    assert row["churned_arr"] == 800.0  # C 300 + G 500
+    assert row["new_arr"] == 200.0  # F 80 + D 50 + H 70
+    assert row["ndr"] == pytest.approx(300 / 1100)
+    assert row["grr"] == pytest.approx(0.2)
+
+
+def test_rolling_average():
+    out = arr_movements(
+        book(), period="quarter", start=date(2024, 10, 1), end=date(2025, 4, 1), rolling=2
+    )
+    assert list(out["period"]) == ["2024Q4", "2025Q1"]
+    assert out.loc[0, "ndr"] == pytest.approx(680 / 1180)  # G churns in Q4
+    assert pd.isna(out.loc[0, "ndr_rolling"])
+    assert out.loc[1, "ndr_rolling"] == pytest.approx((680 / 1180 + 380 / 680) / 2)
+
+
+def test_signup_cohort_grouping():
+    out = arr_movements(
+        book(), period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1), by=["signup_cohort"]
+    ).set_index("signup_cohort")
+    assert out.loc["2024Q1", "starting_arr"] == 600.0  # A, B, C
+    assert out.loc["2024Q2", "starting_arr"] == 80.0  # F
+
+
+def test_period_bounds():
+    months = period_bounds("month", date(2025, 1, 15), date(2025, 4, 1))
+    assert list(months["period"]) == ["2025-02", "2025-03"]  # only complete months
+    with pytest.raises(ValueError, match="period must be one of"):
+        period_bounds("week", date(2025, 1, 1), date(2025, 4, 1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"arr": -1.0}, "negative arr"),
+        ({"end_date": date(2023, 1, 1)}, "end_date before start_date"),
+    ],
+)
+def test_bad_contracts_are_named(change, message):
+    bad = book()
+    for col, value in change.items():
+        bad.loc[0, col] = value
+    with pytest.raises(ValueError, match=f"contracts: 1 row\\(s\\) with {message}"):
+        prepare_contracts(bad)
+
+
+def test_missing_column_is_named():
+    with pytest.raises(KeyError, match=r"contracts lacks column\(s\) \['arr'\]"):
+        prepare_contracts(book().drop(columns="arr"))
+
+
+def test_cohort_retention_hand_computed():
+    out = cohort_retention(book(), end=date(2025, 4, 1), cohort="quarter", step_months=3)
+    c = out[out["cohort"] == "2024Q1"].set_index("months_since_start")
+    assert c.loc[0, "starting_arr"] == 600.0 and c.loc[0, "accounts"] == 3
+    assert c.loc[3, "arr_retention"] == 1.0
+    # 12 months on: A 150 (2025-02-01), B 120 (2025-03-01), C 300 (2025-01-15, still live)
+    assert c.loc[12, "arr"] == 570.0 and c.loc[12, "arr_retention"] == pytest.approx(0.95)
+    assert c.loc[12, "logo_retention"] == 1.0
+    assert 15 not in c.index  # B reaches 15 months after the end date: cell hidden
+    g = out[out["cohort"] == "2023Q1"].set_index("months_since_start")
+    assert g.loc[24, "logo_retention"] == 0.0 and g.loc[21, "logo_retention"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "grace,expected",
+    [
+        (0, [("G", "2025-01-01", 500.0), ("C", "2025-02-15", 300.0), ("F", "2025-03-01", 80.0)]),
+        (30, [("G", "2025-01-01", 500.0), ("C", "2025-02-15", 300.0)]),  # F back after 9 days
+        (60, [("G", "2025-01-01", 500.0)]),  # C's grace runs past the end date
+    ],
+)
+def test_churn_events(grace, expected):
+    out = churn_events(book(), start=date(2024, 1, 1), end=date(2025, 4, 1), grace_days=grace)
+    got = [(r.account_id, f"{r.churn_date:%Y-%m-%d}", r.churned_arr) for r in out.itertuples()]
+    assert got == expected
+
+
+def test_reads_staging_views_from_the_warehouse(duck):
+    frame = book()
+    duck.create_table_from_frame(frame.drop(columns="segment"), "stg_contracts")
+    accounts = (
+        frame[["account_id", "segment"]].drop_duplicates().assign(csm_owner="x", industry="y")
+    )
+    duck.create_table_from_frame(accounts, "stg_accounts")
+    row = arr_movements(
+        duck, period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1), by=["segment"]
+    ).set_index("segment")
+    assert row.loc["smb", "ndr"] == pytest.approx(200 / 580)
+
+
+@pytest.mark.postgres
+def test_reads_staging_views_on_postgres(pg):
+    frame = book()
+    pg.create_table_from_frame(frame.drop(columns="segment"), "stg_contracts")
+    accounts = (
+        frame[["account_id", "segment"]].drop_duplicates().assign(csm_owner="x", industry="y")
+    )
+    pg.create_table_from_frame(accounts, "stg_accounts")
+    row = q1_from(pg)
+    assert row["ndr"] == pytest.approx(380 / 680) and row["new_arr"] == 120.0
+
+
+def q1_from(wh) -> pd.Series:
+    out = arr_movements(wh, period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1))
+    return out.iloc[0]
+
+
+def test_cohorts_need_a_contract_before_the_end():
+    with pytest.raises(ValueError, match="no contract starts on or before end"):
+        cohort_retention(book(), end=date(2020, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "grace,churned,ndr,months",
+    [
+        (0, 380.0, 350 / 780, 4),  # F's lapse on 2025-03-01 looks like churn (+ new in March)
+        (10, 300.0, 430 / 780, 3),  # F renews 9 days late: retained; April's grace not over
+    ],
+)
+def test_late_renewal_within_grace_is_not_churn(grace, churned, ndr, months):
+    out = arr_movements(
+        book(), period="month", start=date(2025, 1, 1), end=date(2025, 5, 1), grace_days=grace
+    )
+    feb = out.set_index("period").loc["2025-02"]
+    assert feb["starting_arr"] == 780.0  # A 150 (renewed 02-01), B 200, C 300, F 80, D 50
+    assert feb["churned_arr"] == churned and feb["ndr"] == pytest.approx(ndr)
+    assert len(out) == months
+
+
+def test_no_complete_period_is_an_error():
+    with pytest.raises(ValueError, match="no complete quarter period"):
+        arr_movements(
+            book(), period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1), grace_days=30
+        )
+
+
+def test_cohorts_before_the_history_start_are_left_out():
+    out = cohort_retention(book(), end=date(2025, 4, 1), start=date(2024, 1, 1))
+    assert "2023Q1" not in set(out["cohort"])  # G: only survivors of 2023 are on record
+    assert "2024Q1" in set(out["cohort"])
