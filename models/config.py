@@ -1,0 +1,130 @@
+"""Configuration owned by the model stage: how to train, validate, calibrate, promote and track."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TARGETS = ("churn", "expansion", "contraction")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TuningConfig(_Strict):
+    """Optuna search over LightGBM parameters, on data before the first backtest test window."""
+
+    trials: int = Field(8, ge=0, description="maximum number of trials; 0 disables the search")
+    timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="wall-time budget per target; with a tight budget the number of "
+        "finished trials (hence the model) can vary between runs",
+    )
+
+
+class PromotionConfig(_Strict):
+    """When a newly trained version may replace the champion."""
+
+    metric: Literal["pr_auc", "roc_auc", "arr_captured_top10", "top_decile_lift"] = "pr_auc"
+    min_improvement: float = Field(
+        0.0, ge=0, description="the challenger must beat the champion's metric by at least this"
+    )
+    max_ece_increase: float = Field(
+        0.0, ge=0, description="allowed increase of expected calibration error over the champion"
+    )
+
+
+class ModelConfig(_Strict):
+    """Training, backtest and calibration settings shared by all targets."""
+
+    seed: int = 42
+    num_threads: int = Field(2, ge=1, description="LightGBM threads")
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": 200,
+            "feature_fraction": 0.7,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 10.0,
+        },
+        description="LightGBM parameters (objective, seed, threads and determinism are set by "
+        "churnlens). Conservative by default: weekly rows of one account are near-duplicates, so "
+        "small leaves memorise accounts",
+    )
+    num_boost_round: int = Field(500, gt=0, description="upper bound on trees (early stopping)")
+    early_stopping_rounds: int = Field(30, gt=0)
+    n_folds: int = Field(3, ge=1, description="rolling-origin backtest folds")
+    fold_days: int = Field(28, gt=0, description="length of each backtest test window in days")
+    validation_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=0.6,
+        description="latest share of each training window's as_of dates kept from the booster for "
+        "early stopping and calibration (separated by the label gap)",
+    )
+    tuning: TuningConfig = TuningConfig()
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    promotion: PromotionConfig = PromotionConfig()
+    logistic_c: float = Field(0.1, gt=0, description="inverse L2 strength of the baseline")
+    monotone: dict[str, dict[str, Literal[-1, 1]]] = Field(
+        default_factory=dict,
+        description="per target, features whose effect must be monotone: 1 increasing, -1 "
+        "decreasing (e.g. churn: {active_users_28d: -1})",
+    )
+    exclude_features: list[str] = Field(
+        default_factory=list, description="extra columns never used as features"
+    )
+    targets: list[str] = Field(default_factory=lambda: ["churn", "expansion"])
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in TARGETS]
+        if unknown or not value:
+            raise ValueError(f"model.targets: unknown {unknown}; choose from {list(TARGETS)}")
+        return value
+
+    @field_validator("monotone")
+    @classmethod
+    def _monotone_targets(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        unknown = [t for t in value if t not in TARGETS]
+        if unknown:
+            raise ValueError(f"model.monotone: unknown target(s) {unknown}; use {list(TARGETS)}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"objective", "is_unbalance", "scale_pos_weight", "seed", "num_threads"}
+        clash = sorted(reserved & set(value))
+        if clash:
+            raise ValueError(
+                f"model.params: {clash} are set by churnlens (seed/num_threads come from "
+                "model.seed/model.num_threads; class weighting is refused because it distorts "
+                "probabilities)"
+            )
+        return value
+
+
+class TrackingConfig(_Strict):
+    """Where MLflow runs and registered models live."""
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db (absolute)"
+    )
+    experiment: str = "churnlens"
+    model_name_prefix: str = "churnlens"
+
+    def resolved_uri(self, data_dir: Path) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
+
+    def model_name(self, target: str) -> str:
+        return f"{self.model_name_prefix}-{target}"

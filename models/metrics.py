@@ -1,0 +1,85 @@
+"""Evaluation metrics for risk scores on a panel of (account, as_of) rows.
+
+Ranking metrics that a CSM team acts on (top-decile lift, ARR captured) rank accounts **within
+each as_of** (one weekly risk list per date) and pool the counts over dates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+TOP_SHARE = 0.10
+METRIC_NAMES = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "top_decile_lift",
+    "arr_captured_top10",
+)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> float:
+    """Row-weighted mean |observed rate - mean probability| over ``n_bins`` equal-count bins of
+    the predicted probability (equal-count bins suit the skewed probabilities of churn)."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    gap = 0.0
+    for chunk in np.array_split(order, min(n_bins, len(y))):
+        gap += len(chunk) * abs(y[chunk].mean() - p[chunk].mean())
+    return float(gap / len(y))
+
+
+def top_share_mask(
+    score: np.ndarray, groups: np.ndarray, *, share: float = TOP_SHARE
+) -> np.ndarray:
+    """True for the ceil(share * n) highest scores within each group (ties broken by position)."""
+    score = np.asarray(score, dtype=float)
+    mask = np.zeros(len(score), dtype=bool)
+    for idx in pd.Series(np.arange(len(score))).groupby(np.asarray(groups)).indices.values():
+        k = int(np.ceil(share * len(idx)))
+        best = idx[np.argsort(-score[idx], kind="stable")[:k]]
+        mask[best] = True
+    return mask
+
+
+def score_metrics(
+    y: np.ndarray, p: np.ndarray, *, value: np.ndarray, as_of: np.ndarray
+) -> dict[str, float]:
+    """All metrics for probabilities ``p`` of binary outcomes ``y``; ``value`` is the ARR at stake
+    per row (churned or expansion ARR), ``as_of`` groups rows into ranked lists."""
+    y = np.asarray(y, dtype=int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    value = np.asarray(value, dtype=float)
+    both = len(np.unique(y)) == 2
+    top = top_share_mask(p, np.asarray(as_of))
+    base_rate = y.mean() if len(y) else float("nan")
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": expected_calibration_error(y, p),
+        "top_decile_lift": float(y[top].mean() / base_rate) if base_rate > 0 else float("nan"),
+        "arr_captured_top10": float(value[top].sum() / value.sum()) if value.sum() > 0 else np.nan,
+        "n_rows": float(len(y)),
+        "positive_rate": float(base_rate),
+    }
+
+
+def metrics_by_group(predictions: pd.DataFrame, *, by: str, metric: str) -> pd.DataFrame:
+    """``metric`` per model and value of ``by`` over a predictions frame with columns
+    ``model, y, p, value, as_of`` and ``by``."""
+    rows = []
+    for (model, level), part in predictions.groupby(["model", by], observed=True, sort=True):
+        scores = score_metrics(
+            part["y"].to_numpy(), part["p"].to_numpy(), value=part["value"], as_of=part["as_of"]
+        )
+        rows.append({"model": model, by: level, metric: scores[metric], "n_rows": len(part)})
+    return pd.DataFrame(rows)

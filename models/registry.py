@@ -1,0 +1,449 @@
+"""MLflow as the system of record: runs, registered versions, aliases and the promotion gate.
+
+Each target has a registered model ``<prefix>-<target>``. A new version always gets the alias
+``challenger``; it becomes ``champion`` only when it beats the current champion on the latest
+backtest fold by ``promotion.min_improvement`` without a worse calibration error (the first
+version becomes champion). Promotions and rollbacks are recorded as version tags and in the
+registered model's description, with a UTC timestamp and the reason.
+
+The registered MLflow model is a pyfunc wrapper around the :class:`ModelBundle` (it casts
+string categoricals to the bundle's fixed levels, avoiding mlflow#12910); the bundle directory
+is also logged as the run artifact ``bundle/``, which :func:`load_bundle` reads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from models.bundle import FeatureMismatchError, ModelBundle, current_library_versions
+from models.config import PromotionConfig, TrackingConfig
+from models.train import CHAMPION, MODEL, TrainResult
+
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+BUNDLE_ARTIFACT = "bundle"  # same name as in models/pyfunc_model.py
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+FEATURES_ARTIFACT = "features.json"
+TAG_PREFIX = "churnlens."
+
+
+class RegistryError(LookupError):
+    """A registered model, version or alias is missing, so the operation cannot be done; the
+    message says which model/version and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a loaded bundle came from."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """The outcome of :func:`log_and_register` for one target."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    promoted: bool
+    reason: str
+    champion_version: str
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+
+
+def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
+    """Point MLflow at the tracking store and make sure the experiment exists with its artifacts
+    under ``<data_dir>/mlartifacts``. Returns the tracking URI."""
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    uri = tracking.resolved_uri(data_dir)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(tracking.experiment) is None:
+        artifacts = (data_dir / "mlartifacts").as_uri()
+        mlflow.create_experiment(tracking.experiment, artifact_location=artifacts)
+    mlflow.set_experiment(tracking.experiment)
+    return uri
+
+
+def _client(tracking: TrackingConfig, data_dir: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=configure_tracking(tracking, data_dir=data_dir))
+
+
+def bundle_signature(bundle: ModelBundle, sample: pd.DataFrame | None) -> ModelSignature:
+    """Input schema from the training frame's dtypes, with categoricals as strings (never as
+    pandas ``category``, which the pyfunc path mangles: mlflow#12910). All columns optional."""
+    inputs = [
+        ColSpec(_mlflow_type(name, bundle, sample), name, required=False)
+        for name in bundle.feature_names
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "proba")]))
+
+
+def _mlflow_type(name: str, bundle: ModelBundle, sample: pd.DataFrame | None) -> str:
+    if name in bundle.categorical_levels:
+        return "string"
+    if sample is None or name not in sample.columns:
+        return "double"
+    dtype = sample[name].dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "long"
+    return "double"
+
+
+def promotion_decision(
+    result: TrainResult,
+    *,
+    champion_version: str | None,
+    champion_metrics: dict[str, float] | None,
+    promotion: PromotionConfig,
+) -> PromotionDecision:
+    """Compare the new model with the champion on the latest backtest fold.
+
+    The champion's scores come from the backtest (``previous`` passed to training) when present,
+    else from the champion run's logged latest-fold metrics (a different fold, said in reason).
+    """
+    if champion_version is None:
+        return PromotionDecision(True, "first registered version: becomes champion")
+    metric = promotion.metric
+    latest = result.latest_fold()
+    new = latest.loc[MODEL]
+    if CHAMPION in latest.index:
+        old = latest.loc[CHAMPION]
+        where = f"on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
+        if bool(old["champion_in_sample"]):
+            where += "; the champion saw part of this window in training, so it is favoured"
+        old_metric, old_ece = float(old[metric]), float(old["ece"])
+    elif champion_metrics and f"latest_{metric}" in champion_metrics:
+        where = "against the champion's own logged latest-fold metrics (not rescored here)"
+        old_metric = champion_metrics[f"latest_{metric}"]
+        old_ece = champion_metrics.get("latest_ece", float("inf"))
+    else:
+        return PromotionDecision(
+            False, f"champion v{champion_version} has no comparable {metric}: stays champion"
+        )
+    gain = float(new[metric]) - old_metric
+    head = (
+        f"{metric} {float(new[metric]):.4f} vs champion v{champion_version} {old_metric:.4f} "
+        f"(+{gain:.4f}, needed > 0 and >= {promotion.min_improvement}); ece "
+        f"{float(new['ece']):.4f} vs {old_ece:.4f} (allowed +{promotion.max_ece_increase}) {where}"
+    )
+    if not (gain > 0 and gain >= promotion.min_improvement):
+        return PromotionDecision(False, f"not promoted: {head}")
+    if float(new["ece"]) > old_ece + promotion.max_ece_increase:
+        return PromotionDecision(False, f"not promoted, calibration worse: {head}")
+    return PromotionDecision(True, f"promoted: {head}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _current_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def log_and_register(
+    result: TrainResult,
+    *,
+    tracking: TrackingConfig,
+    data_dir: Path,
+    run_name: str,
+    dataset_info: dict[str, Any] | None = None,
+    promotion: PromotionConfig | None = None,
+) -> RegisteredVersion:
+    """Log one target's training run, register a version, alias it ``challenger`` and apply the
+    promotion gate (``promotion`` defaults to ``result.config.promotion``)."""
+    client = _client(tracking, data_dir)
+    name = tracking.model_name(result.target)
+    info = result.dataset_info | (dataset_info or {})
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        _log_run(result, info, Path(tmp), report_dir=Path(data_dir) / "reports" / result.target)
+        model_info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(Path(tmp) / BUNDLE_ARTIFACT)},
+            signature=bundle_signature(result.bundle, result.shap_sample),
+            pip_requirements=_pip_requirements(),
+        )
+    created = client.create_model_version(
+        name=_ensure_registered(client, name), source=model_info.model_uri, run_id=run.info.run_id
+    )
+    version = str(created.version)
+    client.set_model_version_tag(name, version, TAG_PREFIX + "target", result.target)
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version)
+    champion = _current_version(client, name, CHAMPION_ALIAS)
+    champion_metrics = (
+        client.get_run(_run_id(client, name, champion)).data.metrics if champion else None
+    )
+    decision = promotion_decision(
+        result,
+        champion_version=champion,
+        champion_metrics=champion_metrics,
+        promotion=promotion or result.config.promotion,
+    )
+    client.set_model_version_tag(name, version, TAG_PREFIX + "gate", decision.reason)
+    if decision.promote:
+        _set_champion(client, name, version, reason=decision.reason, event="promoted")
+    client.set_tag(run.info.run_id, TAG_PREFIX + "gate", decision.reason)
+    return RegisteredVersion(
+        name=name,
+        version=version,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{version}",
+        promoted=decision.promote,
+        reason=decision.reason,
+        champion_version=version if decision.promote else str(champion),
+    )
+
+
+def _pip_requirements() -> list[str]:
+    versions = current_library_versions()
+    return [
+        f"lightgbm=={versions['lightgbm']}",
+        f"scikit-learn=={versions['scikit-learn']}",
+        f"pandas=={versions['pandas']}",
+        f"numpy=={versions['numpy']}",
+        f"mlflow=={mlflow.__version__}",
+    ]
+
+
+def _ensure_registered(client: MlflowClient, name: str) -> str:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"churnlens {name}")
+    return name
+
+
+def _run_id(client: MlflowClient, name: str, version: str) -> str:
+    return client.get_model_version(name, version).run_id
+
+
+def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path) -> None:
+    """Params, config, data window, fingerprint, features, metrics, plots, report and bundle."""
+    mlflow.log_params({f"lgb.{k}": v for k, v in result.bundle.params.items()})
+    mlflow.log_params(
+        {
+            "target": result.target,
+            "calibration": "none"
+            if result.bundle.calibrator is None
+            else result.bundle.calibrator.method,
+            "data.rows": info["rows"],
+            "data.accounts": info["accounts"],
+            "data.as_of_start": info["as_of_start"],
+            "data.as_of_end": info["as_of_end"],
+            "data.fingerprint": info["fingerprint"],
+            "data.n_features": info["n_features"],
+            "gap_days": result.gap_days,
+        }
+    )
+    mlflow.set_tags(
+        {TAG_PREFIX + "target": result.target, TAG_PREFIX + "fingerprint": info["fingerprint"]}
+    )
+    mlflow.log_dict(result.config.model_dump(mode="json"), "config.json")
+    mlflow.log_dict(info, "dataset_info.json")
+    mlflow.log_dict(
+        {
+            "features": result.bundle.feature_names,
+            "categorical_levels": result.bundle.categorical_levels,
+        },
+        FEATURES_ARTIFACT,
+    )
+    mlflow.log_dict(result.tuning, "tuning.json")
+    mlflow.log_metrics({k: float(v) for k, v in result.bundle.metrics.items() if np.isfinite(v)})
+    mlflow.log_metrics({f"timing_{k}": v for k, v in result.timings.items()})
+    for row in result.backtest.to_dict("records"):
+        values = {f"bt_{row['model']}_{m}": row[m] for m in _METRICS if np.isfinite(row[m])}
+        mlflow.log_metrics(values, step=int(row["fold"]))
+    latest = result.latest_fold()
+    for model, row in latest.iterrows():
+        mlflow.log_metrics(
+            {f"latest_{model}_{m}": float(row[m]) for m in _METRICS if np.isfinite(row[m])}
+        )
+    result.backtest.to_csv(tmp / "backtest.csv", index=False)
+    mlflow.log_artifact(str(tmp / "backtest.csv"))
+    if result.report_path is None:
+        from models.evaluation import write_report
+
+        write_report(result, report_dir)
+    mlflow.log_artifacts(str(result.report_path.parent), "evaluation")
+    result.bundle.save(tmp / BUNDLE_ARTIFACT)
+    mlflow.log_artifacts(str(tmp / BUNDLE_ARTIFACT), BUNDLE_ARTIFACT)
+
+
+_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "top_decile_lift",
+    "arr_captured_top10",
+)
+
+
+def _set_champion(
+    client: MlflowClient, name: str, version: str, *, reason: str, event: str
+) -> None:
+    """Move the champion alias, remembering the previous champion for rollback."""
+    previous = _current_version(client, name, CHAMPION_ALIAS)
+    stamp = _now()
+    if previous is not None and previous != version:
+        client.set_model_version_tag(name, version, TAG_PREFIX + "previous_champion", previous)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_at", stamp)
+    client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_reason", reason)
+    _append_history(client, name, f"{stamp} {event} v{version} (was v{previous}): {reason}")
+
+
+def _append_history(client: MlflowClient, name: str, line: str) -> None:
+    description = client.get_registered_model(name).description or ""
+    client.update_registered_model(name, description=(description + "\n" + line).strip())
+
+
+def promote(
+    *, tracking: TrackingConfig, data_dir: Path, target: str, version: str, reason: str = "manual"
+) -> str:
+    """Make ``version`` the champion (recorded with timestamp and reason); returns the message."""
+    client = _client(tracking, data_dir)
+    name = tracking.model_name(target)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"{name} has no version {version}") from exc
+    _set_champion(
+        client, name, str(version), reason=f"manual promotion: {reason}", event="promoted"
+    )
+    return f"{name} v{version} is now champion"
+
+
+def rollback(
+    *, tracking: TrackingConfig, data_dir: Path, target: str, reason: str = "manual"
+) -> str:
+    """Give the champion alias back to the version that held it before the current champion."""
+    client = _client(tracking, data_dir)
+    name = tracking.model_name(target)
+    current = _current_version(client, name, CHAMPION_ALIAS)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    tags = client.get_model_version(name, current).tags
+    previous = tags.get(TAG_PREFIX + "previous_champion")
+    if previous is None:
+        raise RegistryError(f"{name} v{current} records no earlier champion to roll back to")
+    stamp = _now()
+    client.set_model_version_tag(name, current, TAG_PREFIX + "rolled_back_at", stamp)
+    client.set_model_version_tag(name, current, TAG_PREFIX + "rolled_back_reason", reason)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, previous)
+    client.set_model_version_tag(name, previous, TAG_PREFIX + "restored_at", stamp)
+    _append_history(client, name, f"{stamp} rolled back v{current} -> v{previous}: {reason}")
+    return f"{name}: champion rolled back from v{current} to v{previous}"
+
+
+def list_versions(
+    *, tracking: TrackingConfig, data_dir: Path, target: str | None = None
+) -> pd.DataFrame:
+    """One row per registered version (of ``target``, or of every churnlens target): aliases,
+    run, creation time, latest-fold metrics and the promotion gate's verdict."""
+    client = _client(tracking, data_dir)
+    names = [tracking.model_name(target)] if target else _registered_names(client, tracking)
+    rows = [row for name in names for row in _version_rows(client, name, target is not None)]
+    if not rows:
+        raise RegistryError(
+            f"no registered versions of {names or tracking.model_name('*')}: train first"
+        )
+    return pd.DataFrame(rows).sort_values(["model", "version"]).reset_index(drop=True)
+
+
+def _registered_names(client: MlflowClient, tracking: TrackingConfig) -> list[str]:
+    prefix = tracking.model_name_prefix + "-"
+    found = client.search_registered_models(f"name LIKE '{prefix}%'")
+    return sorted(m.name for m in found)
+
+
+def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[str, Any]]:
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as exc:
+        if not required:
+            return []
+        raise RegistryError(f"no registered model {name}: train it first") from exc
+    rows = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        metrics = client.get_run(mv.run_id).data.metrics
+        rows.append(
+            {
+                "model": name,
+                "version": int(mv.version),
+                "aliases": ",".join(
+                    sorted(a for a, v in aliases.items() if str(v) == str(mv.version))
+                ),
+                "created": pd.Timestamp(mv.creation_timestamp, unit="ms"),
+                "run_id": mv.run_id,
+                "latest_pr_auc": metrics.get("latest_pr_auc"),
+                "latest_arr_captured_top10": metrics.get("latest_arr_captured_top10"),
+                "latest_ece": metrics.get("latest_ece"),
+                "gate": mv.tags.get(TAG_PREFIX + "gate", ""),
+            }
+        )
+    return rows
+
+
+def load_bundle(
+    *,
+    tracking: TrackingConfig,
+    data_dir: Path,
+    target: str,
+    alias: str = CHAMPION_ALIAS,
+    strict_versions: bool = True,
+) -> tuple[ModelBundle, ModelRef]:
+    """Load the bundle behind ``<prefix>-<target>@<alias>``; checks that its feature list matches
+    the run's logged one and that its library versions match the installed ones."""
+    client = _client(tracking, data_dir)
+    name = tracking.model_name(target)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"no version of {name} has the alias {alias!r}: train first, or promote a version "
+            "(churnlens models list / promote)"
+        ) from exc
+    cache = Path(data_dir).resolve() / "model_cache" / name / str(mv.version)
+    cache.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=str(cache)
+    )
+    bundle = ModelBundle.load(path, strict_versions=strict_versions)
+    logged = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}")
+    if logged["features"] != bundle.feature_names:
+        raise FeatureMismatchError(
+            f"{name} v{mv.version}: bundle features differ from the run's logged feature list"
+        )
+    return bundle, ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)

@@ -1,0 +1,427 @@
+"""Train one target: tune, backtest against baselines on rolling-origin folds, fit the final bundle.
+
+Every model — per fold and final — goes through :func:`fit_bundle`: the booster learns on the
+earlier part of its window, early-stops on the latest ``validation_fraction`` of as_of dates
+(purged by the label gap), and the calibrator is fitted on that same later slice, which the
+booster never trained on.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.backtest import TimeFold, inner_split, rolling_origin_folds
+from models.baselines import (
+    fit_health_baseline,
+    fit_logistic,
+    predict_health_baseline,
+    predict_logistic,
+)
+from models.baselines import (
+    health_available as frame_has_health,
+)
+from models.bundle import ModelBundle, prepare_matrix
+from models.calibration import choose_calibrator
+from models.config import ModelConfig
+from models.dataset import (
+    SEGMENT_COLUMN,
+    categorical_columns,
+    categorical_levels,
+    data_fingerprint,
+    feature_columns,
+    target_spec,
+    target_value,
+)
+from models.metrics import score_metrics
+from models.tuning import tune_params
+
+MODEL = "lightgbm"
+HEALTH = "health_score"
+LOGISTIC = "logistic"
+CHAMPION = "champion"
+SHAP_SAMPLE_ROWS = 2000
+
+
+@dataclass
+class TrainResult:
+    """Everything one training run produced for one target."""
+
+    target: str
+    bundle: ModelBundle
+    backtest: pd.DataFrame  # one row per (fold, model): window bounds and metrics
+    predictions: pd.DataFrame  # out-of-sample test predictions of every model on every fold
+    tuning: dict[str, Any]
+    dataset_info: dict[str, Any]
+    gap_days: int
+    config: ModelConfig
+    shap_sample: pd.DataFrame | None = None  # latest-fold rows explained in the SHAP summary
+    timings: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    report_path: Path | None = None
+
+    def latest_fold(self) -> pd.DataFrame:
+        """Metrics of every model on the latest backtest fold, indexed by model."""
+        latest = self.backtest["fold"].max()
+        return self.backtest[self.backtest["fold"] == latest].set_index("model")
+
+
+def base_params(config: ModelConfig) -> dict[str, Any]:
+    """LightGBM parameters churnlens always sets: binary log-loss, no class re-weighting,
+    seeded and deterministic with a fixed thread count."""
+    return {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "seed": config.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": config.num_threads,
+        "verbosity": -1,
+    }
+
+
+def fit_bundle(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    features: list[str],
+    params: dict[str, Any],
+    config: ModelConfig,
+    gap_days: int,
+) -> ModelBundle:
+    """Fit booster + calibrator on one training window (rows of ``frame``)."""
+    label = target_spec(target).label
+    levels = categorical_levels(frame, categorical_columns(frame, features))
+    fit_rows, valid_rows = inner_split(
+        frame["as_of"], validation_fraction=config.validation_fraction, gap_days=gap_days
+    )
+    fit, valid = frame.iloc[fit_rows], frame.iloc[valid_rows]
+    fit_X, valid_X = (prepare_matrix(f, features, levels) for f in (fit, valid))
+    train_set = lgb.Dataset(fit_X, fit[label].to_numpy())
+    valid_set = lgb.Dataset(valid_X, valid[label].to_numpy(), reference=train_set)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=config.num_boost_round,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    booster = _truncate(booster)
+    margin = booster.predict(valid_X, raw_score=True)
+    calibrator, scores = choose_calibrator(
+        margin, valid[label].to_numpy(), method=config.calibration
+    )
+    used = {
+        **params,
+        "num_boost_round": booster.num_trees(),
+        "gap_days": gap_days,
+        "booster_fit_end": pd.Timestamp(fit["as_of"].max()).isoformat(),
+        "calibration_start": pd.Timestamp(valid["as_of"].min()).isoformat(),
+    }
+    metrics = {f"calibration_brier_{k}": v for k, v in scores.items()}
+    return ModelBundle(
+        target=target,
+        booster=booster,
+        feature_names=list(features),
+        categorical_levels=levels,
+        calibrator=calibrator,
+        train_window=(_ts(frame["as_of"].min()), _ts(frame["as_of"].max())),
+        metrics=metrics,
+        params=used,
+    )
+
+
+def _truncate(booster: lgb.Booster) -> lgb.Booster:
+    """A booster holding exactly its best iteration's trees, so every predict path agrees."""
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def _ts(value: Any) -> Any:
+    return pd.Timestamp(value).to_pydatetime()
+
+
+def train_model(
+    dataset: pd.DataFrame,
+    *,
+    target: str,
+    config: ModelConfig,
+    gap_days: int,
+    health_available: bool | None = None,
+    previous: ModelBundle | None = None,
+    output_dir: Path | None = None,
+) -> TrainResult:
+    """Tune, backtest (LightGBM vs baselines on the same rolling-origin folds), then fit the
+    final bundle on the whole dataset (a :func:`models.dataset.training_frame`).
+
+    ``gap_days`` is the label gap (:func:`models.dataset.label_gap_days`); the health-score
+    baseline runs when ``health_score`` has values unless ``health_available`` is False;
+    ``previous`` is the current champion, scored as-is on every fold (skipped with a warning when
+    the dataset lacks its features). With ``output_dir``, the plots and evaluation report are
+    written there.
+    """
+    clock = time.perf_counter()
+    spec = target_spec(target)
+    dataset = _checked_dataset(dataset, target)
+    features = feature_columns(dataset, exclude=config.exclude_features)
+    base = base_params(config) | monotone_params(features, config, target)
+    use_health = frame_has_health(dataset) and health_available is not False
+    if previous is not None and (missing := sorted(set(previous.feature_names) - set(dataset))):
+        warnings.warn(
+            f"previous {target} champion not scored: the dataset lacks its features {missing}",
+            stacklevel=2,
+        )
+        previous = None
+    folds = rolling_origin_folds(
+        dataset["as_of"], n_folds=config.n_folds, fold_days=config.fold_days, gap_days=gap_days
+    )
+    timings: dict[str, float] = {}
+    window = dataset.iloc[folds[0].train_rows]
+    params, tuning = _tune(window, target, features, config, gap_days, base)
+    timings["tuning_s"] = time.perf_counter() - clock
+    backtest, predictions = _backtest(
+        dataset, folds, target, features, params, config, gap_days, use_health, previous
+    )
+    timings["backtest_s"] = time.perf_counter() - clock - timings["tuning_s"]
+    bundle = fit_bundle(
+        dataset, target=target, features=features, params=params, config=config, gap_days=gap_days
+    )
+    bundle.metrics |= _summary_metrics(backtest)
+    timings["final_fit_s"] = time.perf_counter() - clock - sum(timings.values())
+    result = TrainResult(
+        target=target,
+        bundle=bundle,
+        backtest=backtest,
+        predictions=predictions,
+        tuning=tuning,
+        dataset_info=_dataset_info(dataset, spec.label, features, folds),
+        gap_days=gap_days,
+        config=config,
+        shap_sample=_shap_sample(dataset, folds[-1]),
+        timings=timings,
+    )
+    if output_dir is not None:
+        from models.evaluation import write_report
+
+        write_report(result, Path(output_dir))
+    result.timings["total_s"] = time.perf_counter() - clock
+    return result
+
+
+def _checked_dataset(dataset: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Sorted by time, integer label, value column present; censored labels are refused."""
+    spec = target_spec(target)
+    missing = [c for c in ("account_id", "as_of", spec.label) if c not in dataset.columns]
+    if missing:
+        raise ValueError(f"training dataset for {target!r} lacks column(s) {missing}")
+    censored = int(dataset[spec.label].isna().sum())
+    if censored:
+        raise ValueError(
+            f"training dataset has {censored} rows with a censored (NA) {spec.label!r} label: "
+            "build it with models.dataset.training_frame, which drops them"
+        )
+    dataset = dataset.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
+    dataset[spec.label] = dataset[spec.label].astype(int)
+    if spec.value not in dataset.columns:
+        dataset[spec.value] = target_value(dataset, target)
+    return dataset
+
+
+def monotone_params(features: list[str], config: ModelConfig, target: str) -> dict[str, Any]:
+    """LightGBM ``monotone_constraints`` aligned with ``features``, from ``model.monotone``."""
+    wanted = config.monotone.get(target, {})
+    unknown = sorted(set(wanted) - set(features))
+    if unknown:
+        raise ValueError(
+            f"model.monotone.{target}: {unknown} are not features of this dataset "
+            f"(features: {features})"
+        )
+    if not wanted:
+        return {}
+    return {"monotone_constraints": [int(wanted.get(name, 0)) for name in features]}
+
+
+def _shap_sample(dataset: pd.DataFrame, fold: TimeFold) -> pd.DataFrame:
+    latest = dataset.iloc[fold.test_rows]
+    return latest.sample(min(SHAP_SAMPLE_ROWS, len(latest)), random_state=0)
+
+
+def _tune(
+    window: pd.DataFrame,
+    target: str,
+    features: list[str],
+    config: ModelConfig,
+    gap_days: int,
+    base: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    if config.tuning.trials == 0:
+        return base | dict(config.params), {"trials": 0}
+    label = target_spec(target).label
+    levels = categorical_levels(window, categorical_columns(window, features))
+    fit_rows, valid_rows = inner_split(
+        window["as_of"], validation_fraction=config.validation_fraction, gap_days=gap_days
+    )
+    fit, valid = window.iloc[fit_rows], window.iloc[valid_rows]
+    tuned, summary = tune_params(
+        prepare_matrix(fit, features, levels),
+        fit[label].to_numpy(),
+        prepare_matrix(valid, features, levels),
+        valid[label].to_numpy(),
+        base_params=base,
+        config=config,
+    )
+    return base | tuned, summary
+
+
+def _backtest(
+    dataset: pd.DataFrame,
+    folds: list[TimeFold],
+    target: str,
+    features: list[str],
+    params: dict[str, Any],
+    config: ModelConfig,
+    gap_days: int,
+    use_health: bool,
+    previous: ModelBundle | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, predictions = [], []
+    for fold in folds:
+        train, test = dataset.iloc[fold.train_rows], dataset.iloc[fold.test_rows]
+        scores = _fold_scores(
+            train, test, target, features, params, config, gap_days, use_health, previous
+        )
+        for model, p in scores.items():
+            rows.append(_metric_row(fold, model, test, target, p, previous, gap_days))
+            predictions.append(_prediction_rows(fold, model, test, target, p))
+    return pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
+
+
+def _fold_scores(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    features: list[str],
+    params: dict[str, Any],
+    config: ModelConfig,
+    gap_days: int,
+    use_health: bool,
+    previous: ModelBundle | None,
+) -> dict[str, np.ndarray]:
+    """Test-window probabilities of LightGBM and every baseline, all fitted on ``train`` only."""
+    label = target_spec(target).label
+    y = train[label].to_numpy()
+    bundle = fit_bundle(
+        train, target=target, features=features, params=params, config=config, gap_days=gap_days
+    )
+    scores = {MODEL: bundle.predict_proba(test)}
+    categorical = list(bundle.categorical_levels)
+    numeric = [c for c in features if c not in bundle.categorical_levels]
+    logistic = fit_logistic(
+        train, y, numeric=numeric, categorical=categorical, c=config.logistic_c, seed=config.seed
+    )
+    scores[LOGISTIC] = predict_logistic(logistic, test, numeric=numeric, categorical=categorical)
+    if use_health:
+        health = fit_health_baseline(train, y, target=target)
+        scores[HEALTH] = predict_health_baseline(health, test, target=target)
+    if previous is not None:
+        scores[CHAMPION] = previous.predict_proba(test)
+    return scores
+
+
+def _metric_row(
+    fold: TimeFold,
+    model: str,
+    test: pd.DataFrame,
+    target: str,
+    p: np.ndarray,
+    previous: ModelBundle | None,
+    gap_days: int,
+) -> dict[str, Any]:
+    spec = target_spec(target)
+    metrics = score_metrics(
+        test[spec.label].to_numpy(), p, value=test[spec.value].to_numpy(), as_of=test["as_of"]
+    )
+    in_sample = model == CHAMPION and _champion_in_sample(previous, fold, gap_days)
+    return {
+        "fold": fold.index,
+        "model": model,
+        "train_end": fold.train_end,
+        "test_start": fold.test_start,
+        "test_end": fold.test_end,
+        "n_train": len(fold.train_rows),
+        "champion_in_sample": bool(in_sample),
+        **metrics,
+    }
+
+
+def _champion_in_sample(previous: ModelBundle | None, fold: TimeFold, gap_days: int) -> bool:
+    """Whether the champion's booster trained on rows whose label windows reach into the test
+    window (its calibrator, a monotone map, cannot change the ranking)."""
+    if previous is None:
+        return False
+    fit_end = previous.params.get("booster_fit_end", previous.train_window[1])
+    return pd.Timestamp(fit_end) >= fold.test_start - pd.Timedelta(days=gap_days)
+
+
+def _prediction_rows(
+    fold: TimeFold, model: str, test: pd.DataFrame, target: str, p: np.ndarray
+) -> pd.DataFrame:
+    spec = target_spec(target)
+    segment = test[SEGMENT_COLUMN] if SEGMENT_COLUMN in test else pd.Series("all", index=test.index)
+    return pd.DataFrame(
+        {
+            "fold": fold.index,
+            "model": model,
+            "account_id": test["account_id"].to_numpy(),
+            "as_of": test["as_of"].to_numpy(),
+            SEGMENT_COLUMN: segment.astype(object).fillna("unknown").to_numpy(),
+            "y": test[spec.label].to_numpy(dtype=int),
+            "p": p,
+            "value": test[spec.value].to_numpy(dtype=float),
+        }
+    )
+
+
+def _summary_metrics(backtest: pd.DataFrame) -> dict[str, float]:
+    """Latest-fold and fold-mean metrics of the booster, for the bundle and MLflow."""
+    ours = backtest[backtest["model"] == MODEL].sort_values("fold")
+    names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"]
+    names.append("arr_captured_top10")
+    out = {f"latest_{n}": float(ours[n].iloc[-1]) for n in names}
+    out |= {f"mean_{n}": float(ours[n].mean()) for n in names}
+    return out
+
+
+def _dataset_info(
+    dataset: pd.DataFrame, label: str, features: list[str], folds: list[TimeFold]
+) -> dict[str, Any]:
+    return {
+        "rows": len(dataset),
+        "accounts": int(dataset["account_id"].nunique()),
+        "as_of_dates": int(dataset["as_of"].nunique()),
+        "as_of_start": str(pd.Timestamp(dataset["as_of"].min()).date()),
+        "as_of_end": str(pd.Timestamp(dataset["as_of"].max()).date()),
+        "positives": int(dataset[label].sum()),
+        "positive_rate": float(dataset[label].mean()),
+        "n_features": len(features),
+        "features": list(features),
+        "fingerprint": data_fingerprint(dataset),
+        "folds": [
+            {
+                "fold": f.index,
+                "train_end": str(f.train_end.date()),
+                "test_start": str(f.test_start.date()),
+                "test_end": str(f.test_end.date()),
+                "n_train": len(f.train_rows),
+                "n_test": len(f.test_rows),
+            }
+            for f in folds
+        ],
+    }

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
+from models.registry import (
+    RegistryError,
+    configure_tracking,
+    list_versions,
+    load_bundle,
+    log_and_register,
+    promote,
+    promotion_decision,
+    rollback,
+)
+from models.train import CHAMPION, MODEL, TrainResult, train_model
+from tests.models.conftest import make_panel
+
+GAP = 28
+TRACKING = TrackingConfig(experiment="test-churnlens", model_name_prefix="t")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """One MLflow SQLite store for the module (creating one costs seconds of migrations);
+    tests keep apart by model-name prefix."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+def _tracking(prefix: str) -> TrackingConfig:
+    return TrackingConfig(experiment="test-churnlens", model_name_prefix=prefix)
+
+
+@pytest.fixture(autouse=True)
+def _restore_tracking_uri():
+    before = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+def _fake_result(new: dict[str, float], champion: dict[str, float] | None) -> TrainResult:
+    rows = [{"fold": 2, "model": MODEL, "test_start": pd.Timestamp("2025-06-02"), **new}]
+    if champion is not None:
+        rows.append(
+            {
+                "fold": 2,
+                "model": CHAMPION,
+                "test_start": pd.Timestamp("2025-06-02"),
+                "champion_in_sample": False,
+                **champion,
+            }
+        )
+    return TrainResult(
+        target="churn",
+        bundle=None,
+        backtest=pd.DataFrame(rows),
+        predictions=pd.DataFrame(),
+        tuning={},
+        dataset_info={},
+        gap_days=GAP,
+        config=ModelConfig(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "gate", "promoted", "why"),
+    [
+        (
+            {"pr_auc": 0.60, "ece": 0.02},
+            {"pr_auc": 0.50, "ece": 0.03},
+            {},
+            True,
+            "promoted: pr_auc",
+        ),
+        (
+            {"pr_auc": 0.55, "ece": 0.02},
+            {"pr_auc": 0.50, "ece": 0.03},
+            {"min_improvement": 0.1},
+            False,
+            "not promoted: pr_auc",
+        ),
+        ({"pr_auc": 0.50, "ece": 0.02}, {"pr_auc": 0.50, "ece": 0.03}, {}, False, "not promoted"),
+        (
+            {"pr_auc": 0.60, "ece": 0.05},
+            {"pr_auc": 0.50, "ece": 0.03},
+            {},
+            False,
+            "not promoted, calibration worse",
+        ),
+        (
+            {"pr_auc": 0.60, "ece": 0.05},
+            {"pr_auc": 0.50, "ece": 0.03},
+            {"max_ece_increase": 0.03},
+            True,
+            "promoted",
+        ),
+    ],
+)
+def test_promotion_gate_on_the_latest_fold(new, old, gate, promoted, why):
+    decision = promotion_decision(
+        _fake_result(new, old),
+        champion_version="3",
+        champion_metrics=None,
+        promotion=PromotionConfig(**gate),
+    )
+    assert decision.promote is promoted
+    assert decision.reason.startswith(why)
+    assert "champion v3" in decision.reason
+
+
+def test_gate_falls_back_to_the_champions_logged_metrics():
+    decision = promotion_decision(
+        _fake_result({"pr_auc": 0.6, "ece": 0.02}, None),
+        champion_version="1",
+        champion_metrics={"latest_pr_auc": 0.7, "latest_ece": 0.01},
+        promotion=PromotionConfig(),
+    )
+    assert not decision.promote
+    assert "logged latest-fold metrics" in decision.reason
+
+
+def test_first_version_becomes_champion():
+    decision = promotion_decision(
+        _fake_result({"pr_auc": 0.1, "ece": 0.5}, None),
+        champion_version=None,
+        champion_metrics=None,
+        promotion=PromotionConfig(),
+    )
+    assert decision.promote and "first" in decision.reason
+
+
+def test_configure_tracking_puts_store_and_artifacts_under_data_dir(store):
+    uri = configure_tracking(TRACKING, data_dir=store)
+    assert uri == f"sqlite:///{store.resolve() / 'mlflow.db'}"
+    experiment = mlflow.get_experiment_by_name(TRACKING.experiment)
+    assert experiment.artifact_location == (store.resolve() / "mlartifacts").as_uri()
+
+
+@pytest.fixture(scope="module")
+def dataset() -> pd.DataFrame:
+    panel = make_panel(n_accounts=100, n_dates=22, seed=4, horizon_days=GAP)
+    return panel.dropna(subset=["churned"]).astype({"churned": int})
+
+
+def _train(dataset, previous=None, **promotion) -> TrainResult:
+    config = ModelConfig(
+        seed=1,
+        num_threads=1,
+        num_boost_round=40,
+        n_folds=1,
+        fold_days=14,
+        tuning=TuningConfig(trials=0),
+        params={"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20},
+        promotion=PromotionConfig(**promotion),
+    )
+    return train_model(dataset, target="churn", config=config, gap_days=GAP, previous=previous)
+
+
+def test_register_gate_promote_rollback_and_load_by_alias(dataset, store: Path):
+    tracking, tmp_path = _tracking("t"), store
+    first = log_and_register(
+        _train(dataset), tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
+    )
+    assert (first.version, first.promoted, first.champion_version) == ("1", True, "1")
+    champion, ref = load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")
+    assert (ref.name, ref.version, ref.alias) == ("t-churn", "1", "champion")
+
+    blocked = _train(dataset, previous=champion, min_improvement=1.0)
+    second = log_and_register(
+        blocked, tracking=tracking, data_dir=tmp_path, run_name="v2", dataset_info={}
+    )
+    assert (second.version, second.promoted, second.champion_version) == ("2", False, "1")
+    assert "not promoted" in second.reason
+    challenger, ref = load_bundle(
+        tracking=tracking, data_dir=tmp_path, target="churn", alias="challenger"
+    )
+    assert ref.version == "2"
+    np.testing.assert_array_equal(
+        challenger.predict_proba(dataset), blocked.bundle.predict_proba(dataset)
+    )
+
+    versions = list_versions(tracking=tracking, data_dir=tmp_path, target="churn")
+    assert versions[["version", "aliases"]].values.tolist() == [[1, "champion"], [2, "challenger"]]
+    everything = list_versions(tracking=tracking, data_dir=tmp_path)
+    assert everything["model"].tolist() == ["t-churn", "t-churn"]
+
+    promote(tracking=tracking, data_dir=tmp_path, target="churn", version="2", reason="review")
+    assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "2"
+    rollback(tracking=tracking, data_dir=tmp_path, target="churn", reason="bad week")
+    assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "1"
+    history = mlflow.MlflowClient().get_registered_model("t-churn").description
+    assert "promoted v2 (was v1): manual promotion: review" in history
+    assert "rolled back v2 -> v1: bad week" in history
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        rollback(tracking=tracking, data_dir=tmp_path, target="churn")
+
+
+def test_pyfunc_model_scores_string_categoricals_like_the_bundle(dataset, store: Path):
+    tracking, tmp_path = _tracking("pyfunc"), store
+    result = _train(dataset)
+    registered = log_and_register(
+        result, tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
+    )
+    model = mlflow.pyfunc.load_model(registered.model_uri)
+    frame = dataset.head(20)[result.bundle.feature_names]
+    np.testing.assert_allclose(model.predict(frame), result.bundle.predict_proba(frame))
+
+
+def test_missing_alias_is_a_clear_error(store: Path):
+    with pytest.raises(RegistryError, match="alias 'champion'"):
+        load_bundle(tracking=_tracking("none"), data_dir=store, target="churn")

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.config import ModelConfig, TuningConfig
+from models.dataset import NON_FEATURE_COLUMNS, training_frame
+from models.train import CHAMPION, HEALTH, LOGISTIC, MODEL, train_model
+from tests.models.conftest import make_panel
+
+GAP = 28
+
+
+def _config(**overrides) -> ModelConfig:
+    settings = {
+        "seed": 3,
+        "num_threads": 1,
+        "num_boost_round": 60,
+        "early_stopping_rounds": 10,
+        "n_folds": 2,
+        "fold_days": 14,
+        "tuning": TuningConfig(trials=2, timeout_seconds=600),
+        "params": {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20},
+    } | overrides
+    return ModelConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> pd.DataFrame:
+    panel = make_panel(n_accounts=120, n_dates=24, seed=11, horizon_days=GAP)
+    labels = panel[["account_id", "as_of", "churned", "expanded", "contracted", "arr_at_as_of"]]
+    features = panel.drop(columns=["churned", "expanded", "contracted", "arr_at_as_of"])
+    features = features.drop(columns=["churned_arr", "expansion_arr"])
+    return training_frame(features, labels, target="churn")
+
+
+@pytest.fixture(scope="module")
+def result(dataset):
+    return train_model(dataset, target="churn", config=_config(), gap_days=GAP)
+
+
+def test_training_frame_drops_censored_rows_and_derives_churned_arr(dataset):
+    assert dataset["churned"].notna().all()
+    assert dataset["as_of"].max() <= pd.Timestamp("2025-01-06") + pd.Timedelta(weeks=23 - 4)
+    churned = dataset["churned"] == 1
+    assert (dataset.loc[churned, "churned_arr"] == dataset.loc[churned, "arr_at_as_of"]).all()
+    assert (dataset.loc[~churned, "churned_arr"] == 0).all()
+
+
+def test_feature_list_excludes_keys_labels_and_reporting_columns(result):
+    features = result.bundle.feature_names
+    assert not set(features) & NON_FEATURE_COLUMNS
+    assert {"segment", "health_color", "health_score", "active_users_28d"} <= set(features)
+    assert set(result.bundle.categorical_levels) == {"segment", "industry", "health_color"}
+
+
+def test_backtest_has_every_model_on_every_fold(result):
+    assert set(result.backtest["model"]) == {MODEL, LOGISTIC, HEALTH}
+    assert result.backtest.groupby("fold")["model"].nunique().tolist() == [3, 3]
+    folds = result.backtest.drop_duplicates("fold")
+    assert (folds["train_end"] < folds["test_start"] - pd.Timedelta(days=GAP)).all()
+    p = result.predictions["p"]
+    assert ((p >= 0) & (p <= 1)).all()
+
+
+def test_booster_beats_health_score_on_the_learnable_signal(result):
+    latest = result.latest_fold()
+    assert latest.loc[MODEL, "pr_auc"] > latest.loc[HEALTH, "pr_auc"]
+
+
+def test_same_seed_gives_identical_scores(dataset, result):
+    again = train_model(dataset, target="churn", config=_config(), gap_days=GAP)
+    np.testing.assert_array_equal(
+        again.bundle.predict_proba(dataset), result.bundle.predict_proba(dataset)
+    )
+    pd.testing.assert_frame_equal(again.backtest, result.backtest)
+
+
+@pytest.mark.parametrize(("validation_fraction", "in_sample"), [(0.2, False), (0.05, True)])
+def test_previous_champion_is_scored_on_the_same_folds(dataset, validation_fraction, in_sample):
+    config = _config(tuning=TuningConfig(trials=0), validation_fraction=validation_fraction)
+    champion = train_model(dataset, target="churn", config=config, gap_days=GAP).bundle
+    again = train_model(dataset, target="churn", config=_config(), gap_days=GAP, previous=champion)
+    rows = again.backtest[again.backtest["model"] == CHAMPION]
+    assert len(rows) == 2
+    # in sample where the champion's booster saw rows whose label windows reach the test window
+    fit_end = pd.Timestamp(champion.params["booster_fit_end"])
+    expected = fit_end >= rows["test_start"] - pd.Timedelta(days=GAP)
+    assert rows["champion_in_sample"].tolist() == expected.tolist() == [in_sample, in_sample]
+
+
+def test_no_health_column_means_no_health_baseline(dataset):
+    config = _config(tuning=TuningConfig(trials=0), n_folds=1)
+    result = train_model(
+        dataset.drop(columns=["health_score"]), target="churn", config=config, gap_days=GAP
+    )
+    assert HEALTH not in set(result.backtest["model"])
+
+
+def test_report_and_plots_are_written(dataset, result, tmp_path):
+    from models.evaluation import write_report
+
+    report = write_report(result, tmp_path)
+    assert report.exists() and "Metrics by model" in report.read_text()
+    assert {"calibration", "gain", "shap_summary", "pr_auc_by_segment"} <= set(result.figures)
+    assert all(path.stat().st_size > 1000 for path in result.figures.values())
+
+
+def test_monotone_constraint_means_more_usage_never_raises_churn_risk(dataset):
+    config = _config(
+        tuning=TuningConfig(trials=0),
+        n_folds=1,
+        monotone={"churn": {"active_users_28d": -1, "seat_utilization": -1}},
+    )
+    result = train_model(dataset, target="churn", config=config, gap_days=GAP)
+    grid = dataset.head(40).copy()
+    risks = []
+    for users in np.linspace(0, 60, 13):
+        grid["active_users_28d"] = users
+        risks.append(result.bundle.predict_proba(grid))
+    assert np.all(np.diff(np.vstack(risks), axis=0) <= 1e-12)
+
+
+def test_monotone_on_an_unknown_feature_names_it(dataset):
+    config = _config(tuning=TuningConfig(trials=0), monotone={"churn": {"logins": -1}})
+    with pytest.raises(ValueError, match=r"model.monotone.churn: \['logins'\]"):
+        train_model(dataset, target="churn", config=config, gap_days=GAP)
+
+
+def test_censored_labels_are_refused(dataset):
+    frame = dataset.astype({"churned": "Int64"})
+    frame.loc[frame.index[:3], "churned"] = pd.NA
+    with pytest.raises(ValueError, match="3 rows with a censored"):
+        train_model(frame, target="churn", config=_config(), gap_days=GAP)
+
+
+def test_expansion_target_uses_expansion_arr(dataset):
+    growth = np.where(dataset["expanded"] == 1, 1.2, 1.0)
+    frame = dataset.assign(
+        expanded=dataset["expanded"].astype(int), arr_at_horizon=dataset["arr_at_as_of"] * growth
+    )
+    with pytest.raises(ValueError, match="neither 'expansion_arr' nor 'arr_at_horizon'"):
+        train_model(
+            frame.drop(columns="arr_at_horizon"), target="expansion", config=_config(), gap_days=GAP
+        )
+    config = _config(tuning=TuningConfig(trials=0), n_folds=1)
+    result = train_model(frame, target="expansion", config=config, gap_days=GAP)
+    assert result.bundle.target == "expansion"
+    expanded = result.predictions.query("model == 'lightgbm' and y == 1")
+    assert (expanded["value"] > 0).all()
+
+
+def test_champion_with_other_features_is_skipped_with_a_warning(dataset, result):
+    config = _config(tuning=TuningConfig(trials=0), n_folds=1)
+    frame = dataset.drop(columns=["p1_tickets_90d"])
+    with pytest.warns(UserWarning, match=r"lacks its features \['p1_tickets_90d'\]"):
+        again = train_model(
+            frame, target="churn", config=config, gap_days=GAP, previous=result.bundle
+        )
+    assert CHAMPION not in set(again.backtest["model"])
