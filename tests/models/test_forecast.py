@@ -1,0 +1,246 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.forecast import (
+    account_outcomes,
+    backtest_forecast,
+    backtest_summary,
+    forecast_next_period,
+    realised_outcomes,
+)
+
+
+def preds() -> pd.DataFrame:
+    """The worked example of docs/metrics.md."""
+    return pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d"],
+            "segment": ["ent", "ent", "smb", "smb"],
+            "arr": [1000.0, 500.0, 200.0, 300.0],
+            "churn_probability": [0.1, 0.2, 0.5, 0.0],
+            "expansion_probability": [0.5, 0.0, 0.1, 0.2],
+            "expected_expansion_arr": [100.0, 0.0, 10.0, 60.0],
+        }
+    )
+
+
+def test_expectations_hand_computed():
+    fc = forecast_next_period(preds(), seed=1, n_sims=2000).set_index("segment")
+    total = fc.loc["all"]
+    assert total["starting_arr"] == 2000.0
+    assert total["expected_churned_arr"] == pytest.approx(0.1 * 1000 + 0.2 * 500 + 0.5 * 200)  # 300
+    assert total["expected_expansion"] == pytest.approx(170.0)
+    assert total["expected_grr"] == pytest.approx((2000 - 300) / 2000)  # 0.85
+    assert total["expected_ndr"] == pytest.approx((2000 - 300 + 170) / 2000)  # 0.935
+    assert total["expected_logos_churned"] == pytest.approx(0.8)
+    assert fc.loc["ent", "expected_churned_arr"] == pytest.approx(200.0)
+    assert fc.loc["smb", "expected_ndr"] == pytest.approx((500 - 100 + 70) / 500)
+    # groups add up to the total
+    for col in ("starting_arr", "expected_churned_arr", "expected_expansion", "accounts"):
+        assert fc.loc[["ent", "smb"], col].sum() == pytest.approx(total[col])
+
+
+def test_intervals_bracket_the_expectation_and_grr_stays_below_one():
+    fc = forecast_next_period(preds(), seed=3, n_sims=5000)
+    for key in ("churned_arr", "expansion", "ndr", "grr"):
+        assert (fc[f"{key}_lo"] <= fc[f"expected_{key}"]).all()
+        assert (fc[f"expected_{key}"] <= fc[f"{key}_hi"]).all()
+    assert (fc["grr_hi"] <= 1.0).all()
+
+
+def test_seeded_and_reproducible():
+    a = forecast_next_period(preds(), seed=7, n_sims=1000)
+    b = forecast_next_period(preds(), seed=7, n_sims=1000)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_certain_outcomes_give_a_point_interval():
+    certain = preds().assign(churn_probability=[1.0, 0.0, 1.0, 0.0], expansion_probability=0.0)
+    total = forecast_next_period(certain, by=None, seed=0, n_sims=500).iloc[0]
+    assert total["churned_arr_lo"] == total["churned_arr_hi"] == 1200.0
+    assert total["ndr_lo"] == total["ndr_hi"] == pytest.approx(0.4)
+
+
+def test_interval_width_matches_the_normal_approximation():
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame(
+        {"arr": rng.lognormal(9, 0.5, n), "churn_probability": rng.uniform(0.02, 0.3, n)}
+    )
+    total = forecast_next_period(frame, by=None, seed=5, n_sims=4000).iloc[0]
+    p, arr = frame["churn_probability"], frame["arr"]
+    sd = float(np.sqrt((p * (1 - p) * arr**2).sum()))
+    width = total["churned_arr_hi"] - total["churned_arr_lo"]
+    assert width == pytest.approx(2 * 1.6449 * sd, rel=0.05)
+
+
+def test_churn_and_expansion_are_mutually_exclusive():
+    # p_churn 0.7 leaves room for only 0.3 of expansion
+    out = account_outcomes(
+        pd.DataFrame(
+            {
+                "arr": [100.0],
+                "churn_probability": [0.7],
+                "expansion_probability": [0.5],
+                "expected_expansion_arr": [50.0],
+            }
+        )
+    )
+    assert out.loc[0, "p_expansion"] == pytest.approx(0.3)
+    assert out.loc[0, "amount_expansion"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("bad", [1.2, -0.1, np.nan])
+def test_bad_probabilities_are_named(bad):
+    frame = preds()
+    frame.loc[2, "churn_probability"] = bad
+    with pytest.raises(ValueError, match=r"predictions.churn_probability: 1 value\(s\)"):
+        forecast_next_period(frame, seed=0)
+
+
+def _simulated_history(n_dates: int, n_accounts: int, seed: int):
+    """Past scores whose probabilities are the truth, and outcomes drawn from them."""
+    rng = np.random.default_rng(seed)
+    preds, labels = [], []
+    for i in range(n_dates):
+        run_date = pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=i)
+        arr = rng.lognormal(9, 1.0, n_accounts)
+        p_churn = rng.beta(1, 12, n_accounts)
+        p_exp = np.minimum(rng.beta(1, 8, n_accounts), 1 - p_churn)
+        uplift = arr * rng.uniform(0.1, 0.5, n_accounts)
+        u = rng.random(n_accounts)
+        churned = u < p_churn
+        expanded = (u >= p_churn) & (u < p_churn + p_exp)
+        ids = [f"acc{j}" for j in range(n_accounts)]
+        preds.append(
+            pd.DataFrame(
+                {
+                    "run_date": run_date,
+                    "account_id": ids,
+                    "arr": arr,
+                    "churn_probability": p_churn,
+                    "expansion_probability": p_exp,
+                    "expected_expansion_arr": p_exp * uplift,
+                }
+            )
+        )
+        after = np.where(churned, 0.0, arr + expanded * uplift)
+        labels.append(
+            pd.DataFrame(
+                {
+                    "as_of": run_date,
+                    "account_id": ids,
+                    "churned": churned,
+                    "arr_at_as_of": arr,
+                    "arr_at_horizon": after,
+                }
+            )
+        )
+    return pd.concat(preds, ignore_index=True), pd.concat(labels, ignore_index=True)
+
+
+def test_backtest_coverage_is_close_to_nominal_when_probabilities_are_true():
+    past, outcomes = _simulated_history(n_dates=200, n_accounts=150, seed=11)
+    bt = backtest_forecast(past, outcomes, n_sims=1000, seed=1, interval=0.9)
+    summary = backtest_summary(bt).set_index("quantity")
+    for quantity in ("churned_arr", "expansion", "ndr", "grr"):
+        assert summary.loc[quantity, "coverage"] == pytest.approx(0.9, abs=0.06), quantity
+        assert summary.loc[quantity, "run_dates"] == 200
+    # unbiased: mean error within a few standard errors of zero
+    churn = bt[bt["quantity"] == "churned_arr"]
+    assert abs(churn["error"].mean()) < 3 * churn["error"].std() / np.sqrt(len(churn))
+
+
+def test_backtest_detects_overconfident_probabilities():
+    past, outcomes = _simulated_history(n_dates=40, n_accounts=400, seed=12)
+    halved = past.assign(churn_probability=past["churn_probability"] / 2)
+    bt = backtest_forecast(halved, outcomes, n_sims=1000, seed=1)
+    churn = backtest_summary(bt).set_index("quantity").loc["churned_arr"]
+    assert churn["coverage"] < 0.6  # far below the nominal 0.9
+    assert churn["mean_error"] > 0  # actual churn exceeds the forecast
+
+
+def test_realised_outcomes_from_labels():
+    labels = pd.DataFrame(
+        {
+            "as_of": pd.to_datetime(["2025-01-06"] * 4),
+            "account_id": [1, 2, 3, 4],
+            "churned": pd.array([True, False, False, pd.NA], dtype="boolean"),
+            "arr_at_as_of": [100.0, 200.0, 300.0, 400.0],
+            "arr_at_horizon": [0.0, 260.0, 240.0, None],
+        }
+    )
+    out = realised_outcomes(labels).set_index("account_id")
+    assert list(out.index) == ["1", "2", "3"]  # censored row 4 dropped
+    assert out["churned_arr"].tolist() == [100.0, 0.0, 0.0]
+    assert out["expansion_arr"].tolist() == [0.0, 60.0, 0.0]
+    assert out["contraction_arr"].tolist() == [0.0, 0.0, 60.0]
+
+
+def test_backtest_actuals_hand_computed():
+    past = preds().assign(run_date=pd.Timestamp("2025-01-06"))
+    labels = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2025-01-06"),
+            "account_id": ["a", "b", "c", "d"],
+            "churned": [False, False, True, False],
+            "arr_at_as_of": [1000.0, 500.0, 200.0, 300.0],
+            "arr_at_horizon": [1100.0, 450.0, 0.0, 300.0],
+        }
+    )
+    bt = backtest_forecast(past, labels, seed=0, n_sims=1000).set_index("quantity")
+    assert bt.loc["churned_arr", "actual"] == 200.0
+    assert bt.loc["churned_arr", "error"] == pytest.approx(200.0 - 300.0)
+    assert bt.loc["grr", "actual"] == pytest.approx((2000 - 200 - 50) / 2000)
+    assert bt.loc["ndr", "actual"] == pytest.approx((2000 - 250 + 100) / 2000)
+    assert bt.loc["logos_churned", "covered"]
+
+
+def test_poisson_binomial_matches_the_binomial_and_a_hand_case():
+    from math import comb
+
+    from models.forecast import poisson_binomial_interval, poisson_binomial_pmf
+
+    pmf = poisson_binomial_pmf(np.full(10, 0.3))
+    binom = [comb(10, k) * 0.3**k * 0.7 ** (10 - k) for k in range(11)]
+    np.testing.assert_allclose(pmf, binom, atol=1e-12)
+    # p = 0.5, 0.5: P(0) = 0.25, P(1) = 0.5, P(2) = 0.25
+    np.testing.assert_allclose(poisson_binomial_pmf(np.array([0.5, 0.5])), [0.25, 0.5, 0.25])
+    # 5% and 95% quantiles of that: 0 and 2
+    assert poisson_binomial_interval(np.array([0.5, 0.5]), 0.9) == (0, 2)
+    assert poisson_binomial_interval(np.array([0.0, 1.0, 1.0]), 0.9) == (2, 2)
+
+
+def test_exact_logo_interval_agrees_with_simulation():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"arr": np.ones(300), "churn_probability": rng.uniform(0, 0.3, 300)})
+    total = forecast_next_period(frame, by=None, seed=2, n_sims=20000).iloc[0]
+    # the simulated churned ARR with unit ARR is the same count
+    assert abs(total["logos_churned_lo"] - total["churned_arr_lo"]) <= 1
+    assert abs(total["logos_churned_hi"] - total["churned_arr_hi"]) <= 1
+
+
+def test_missing_expansion_model_means_no_expansion():
+    # serving writes NaN expansion columns when no expansion model is registered
+    frame = preds().assign(expansion_probability=np.nan, expected_expansion_arr=np.nan)
+    total = forecast_next_period(frame, by=None, seed=0, n_sims=500).iloc[0]
+    assert total["expected_expansion"] == 0.0
+    assert total["expected_ndr"] == pytest.approx(total["expected_grr"])
+
+
+def test_realised_outcomes_from_value_columns():
+    labels = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2025-01-06"),
+            "account_id": ["a", "b"],
+            "churned": [True, False],
+            "churned_arr": [100.0, 0.0],
+            "expansion_arr": [0.0, 30.0],
+            "contracted_arr": [0.0, 0.0],
+        }
+    )
+    out = realised_outcomes(labels)
+    assert out["contraction_arr"].tolist() == [0.0, 0.0]
+    with pytest.raises(KeyError, match="contraction_arr"):
+        realised_outcomes(labels.drop(columns="contracted_arr"))
