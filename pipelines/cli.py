@@ -1,0 +1,359 @@
+"""The ``churnlens`` command line. Every subcommand calls the same library functions (or the
+same Prefect flows) as the scheduled job; run ``churnlens COMMAND --help`` for details."""
+
+from __future__ import annotations
+
+import time as _time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
+
+app = typer.Typer(
+    name="churnlens",
+    help="Churn and expansion prediction for customer-success teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+models_app = typer.Typer(help="Inspect and manage registered models (MLflow aliases).")
+app.add_typer(models_app, name="models")
+
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file (default: $CHURNLENS_CONFIG or configs/default.yaml).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+RunDate = Annotated[
+    str | None,
+    typer.Option("--run-date", help="Run date YYYY-MM-DD (default: today, UTC)."),
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings([config] if config else None, overrides=overrides or None)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _date(value: str | None, *, default: date | None = None) -> date:
+    if value is None:
+        return default or date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _outputs_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+@app.command("demo-data")
+def demo_data(
+    config: ConfigOption = None,
+    accounts: Annotated[int | None, typer.Option(help="Number of accounts.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day of history (default: today).")] = None,
+    years: Annotated[float | None, typer.Option(help="Years of history.")] = None,
+) -> None:
+    """Generate the demo warehouse (all contract tables, plus ground truth kept apart)."""
+    from pipelines.demo_data import generate_demo, write_demo
+
+    settings = _settings(config)
+    demo = settings.demo
+    end_date = _date(end, default=demo.end)
+    started = _time.perf_counter()
+    with console.status("generating demo data"):
+        data = generate_demo(
+            n_accounts=accounts or demo.n_accounts,
+            seed=demo.seed if seed is None else seed,
+            end=end_date,
+            years=years or demo.years,
+        )
+    with console.status("writing demo warehouse"), open_warehouse(settings) as wh:
+        counts = write_demo(wh, data, schema=settings.warehouse.source_schema)
+    rows = [(table, f"{n:,} rows") for table, n in counts.items()]
+    console.print(_outputs_table(f"Demo warehouse {_where(settings)}", rows))
+    console.print(f"history {data.start} .. {data.end}, {_time.perf_counter() - started:.1f} s")
+
+
+def _where(settings: Settings) -> str:
+    if settings.warehouse.kind == "duckdb":
+        return str(settings.duckdb_path)
+    return f"PostgreSQL (${settings.warehouse.dsn_env})"
+
+
+@app.command()
+def validate(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """Check the warehouse against the input contract and report what is usable."""
+    from features.validation import ContractError, prepare_sources
+    from pipelines.flows import data_horizon
+
+    settings = _settings(config)
+    with open_warehouse(settings) as wh:
+        try:
+            report = prepare_sources(
+                wh, settings.warehouse, reference_time=data_horizon(_date(run_date))
+            )
+        except ContractError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    for line in report.lines():
+        console.print(line)
+
+
+@app.command()
+def features(
+    config: ConfigOption = None,
+    run_date: RunDate = None,
+    out: Annotated[
+        Path, typer.Option(help="Where to write the features (.parquet or .csv).")
+    ] = Path("features.parquet"),
+) -> None:
+    """Build the point-in-time feature table for one run date and write it to a file."""
+    from features.build import build_features
+    from features.validation import prepare_sources
+    from pipelines.flows import as_of_for, data_horizon
+
+    settings = _settings(config)
+    day = _date(run_date)
+    with open_warehouse(settings) as wh:
+        report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(day))
+        frame = build_features(wh, [as_of_for(day)], available_tables=report.available)
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_parquet(out, index=False)
+    console.print(f"{len(frame):,} accounts x {frame.shape[1]} columns -> {out}")
+
+
+# --- flows ------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """Train churn and expansion models up to the run date, log and register them in MLflow."""
+    from pipelines.flows import train as train_flow
+    from pipelines.runtime import prefect_session
+
+    day = _date(run_date)
+    with prefect_session():
+        result = train_flow(day, str(config) if config else None)
+    _print_train(result)
+
+
+def _print_train(result: dict) -> None:
+    rows = [(target, text) for target, text in result["registered"].items()]
+    console.print(_outputs_table(f"Models trained for {result['run_date']}", rows))
+
+
+@app.command()
+def score(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """The weekly job: score active accounts, explain, write back, write risk lists."""
+    from pipelines.flows import weekly_score
+    from pipelines.runtime import prefect_session
+
+    day = _date(run_date)
+    with prefect_session():
+        result = weekly_score(day, str(config) if config else None)
+    _print_score(result)
+
+
+def _print_score(result: dict) -> None:
+    rows = [
+        ("accounts scored", f"{result['accounts']:,}"),
+        *((f"rows in {t}", f"{n:,}") for t, n in result["written"].items()),
+        ("drift alerts", str(result["drift_alerts"])),
+        ("risk lists", result["risk_lists"]),
+    ]
+    console.print(_outputs_table(f"Weekly scoring {result['run_date']}", rows))
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First run date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last run date, YYYY-MM-DD.")],
+    config: ConfigOption = None,
+    every_days: Annotated[int, typer.Option(help="Days between run dates.")] = 7,
+) -> None:
+    """Score a range of past run dates (each replaces its own rows)."""
+    from pipelines.flows import backfill as backfill_flow
+    from pipelines.runtime import prefect_session
+
+    with prefect_session():
+        results = backfill_flow(
+            _date(start), _date(end), str(config) if config else None, every_days
+        )
+    for result in results:
+        _print_score(result)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    cron: Annotated[str, typer.Option(help="Cron schedule (UTC).")] = "0 6 * * 1",
+) -> None:
+    """Serve ``weekly_score`` on a schedule; needs a running Prefect server (PREFECT_API_URL)."""
+    import os
+
+    from pipelines.flows import weekly_score
+
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print(
+            "[red]schedules need a Prefect server: run `prefect server start` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api[/red]"
+        )
+        raise typer.Exit(2)
+    weekly_score.serve(
+        name="churnlens-weekly",
+        cron=cron,
+        parameters={"config": str(config) if config else None},
+    )
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    accounts: Annotated[int | None, typer.Option(help="Number of demo accounts.")] = None,
+    end: Annotated[str | None, typer.Option(help="Demo run date (default: today).")] = None,
+) -> None:
+    """The whole weekly path on demo data: generate, train, score two weeks, report."""
+    from datetime import timedelta
+
+    from pipelines.flows import train as train_flow
+    from pipelines.flows import weekly_score
+    from pipelines.runtime import prefect_session
+
+    started = _time.perf_counter()
+    settings = _settings(config)
+    run_date = _date(end, default=settings.demo.end)
+    demo_data(config=config, accounts=accounts, seed=None, end=run_date.isoformat(), years=None)
+    cfg = str(config) if config else None
+    with prefect_session():
+        _print_train(train_flow(run_date, cfg))
+        weekly_score(run_date - timedelta(days=7), cfg)
+        result = weekly_score(run_date, cfg)
+    _print_score(result)
+    report_path = _report(settings, run_date)
+    console.print(
+        _outputs_table(
+            "Where everything went",
+            [
+                ("warehouse", f"{_where(settings)} (schema {settings.warehouse.output_schema})"),
+                ("MLflow", f"{settings.data_dir / 'mlflow.db'}; UI: make mlflow-ui"),
+                ("risk lists", result["risk_lists"]),
+                ("report", str(report_path)),
+            ],
+        )
+    )
+    console.print(f"demo finished in {_time.perf_counter() - started:.0f} s")
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """Registered model versions with their aliases and headline metrics."""
+    from models.registry import configure_tracking, list_versions
+
+    settings = _settings(config)
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    frame = list_versions(tracking=settings.tracking, data_dir=settings.data_dir)
+    table = Table(title="Registered models")
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@models_app.command()
+def promote(
+    target: Annotated[str, typer.Argument(help="churn or expansion")],
+    version: Annotated[int, typer.Argument(help="Model version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why, recorded with the promotion.")] = "manual",
+    config: ConfigOption = None,
+) -> None:
+    """Make a version the champion (recorded with the reason)."""
+    from models.registry import configure_tracking
+    from models.registry import promote as promote_version
+
+    settings = _settings(config)
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    console.print(
+        promote_version(
+            tracking=settings.tracking,
+            data_dir=settings.data_dir,
+            target=target,
+            version=version,
+            reason=reason,
+        )
+    )
+
+
+@models_app.command()
+def rollback(
+    target: Annotated[str, typer.Argument(help="churn or expansion")],
+    reason: Annotated[str, typer.Option(help="Why, recorded with the rollback.")] = "manual",
+    config: ConfigOption = None,
+) -> None:
+    """Give the champion alias back to the previous champion (recorded with the reason)."""
+    from models.registry import configure_tracking
+    from models.registry import rollback as rollback_version
+
+    settings = _settings(config)
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    console.print(
+        rollback_version(
+            tracking=settings.tracking, data_dir=settings.data_dir, target=target, reason=reason
+        )
+    )
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+@app.command()
+def report(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """Retention, forecast and monitoring report (HTML) from the warehouse and past scores."""
+    settings = _settings(config)
+    path = _report(settings, _date(run_date))
+    console.print(f"report -> {path}")
+
+
+def _report(settings: Settings, run_date: date) -> Path:
+    from pipelines.reporting import build_run_report
+
+    with console.status("building the retention and monitoring report"):
+        return build_run_report(settings, run_date)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

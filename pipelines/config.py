@@ -1,0 +1,148 @@
+"""The root configuration: ``configs/*.yaml`` loaded once into strict pydantic models.
+
+Each stage owns its own section model (``features.config``, ``models.config``,
+``serving.config``, ``models.monitoring``); this module only composes them, merges YAML files
+and turns validation errors into messages that name the file and the key.
+Credentials never live here: the warehouse DSN is read from the environment variable named by
+``warehouse.dsn_env`` when the warehouse is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from features.config import FeatureConfig, WarehouseConfig
+from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from models.config import ModelConfig, TrackingConfig
+from models.monitoring import MonitoringConfig
+from serving.config import ServingConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+CONFIG_ENV = "CHURNLENS_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class DemoConfig(BaseModel):
+    """Size and randomness of the generated demo warehouse."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_accounts: int = Field(1500, gt=0)
+    seed: int = 7
+    years: float = Field(2.5, gt=0.5)
+    end: date | None = Field(None, description="last day of demo history; default: last Monday")
+
+
+class Settings(BaseModel):
+    """Everything a run needs. Relative paths are resolved against ``data_dir``, and a relative
+    ``data_dir`` against the directory the command runs in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path("data")
+    warehouse: WarehouseConfig = WarehouseConfig()
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @property
+    def duckdb_path(self) -> Path:
+        path = self.warehouse.duckdb_path
+        return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def risk_list_dir(self) -> Path:
+        return self.data_dir / "risk_lists"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _describe(error: ValidationError, sources: str) -> str:
+    lines = [f"invalid configuration ({sources}):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}': remove it or check its spelling")
+        else:
+            lines.append(f"  - {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(
+    paths: Sequence[Path] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Load and merge YAML files (later files win), apply ``overrides``, validate strictly.
+
+    Without ``paths`` the file named by ``$CHURNLENS_CONFIG`` is used, else
+    ``configs/default.yaml``.
+    """
+    if not paths:
+        paths = [Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)]
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw = _deep_merge(raw, _read_yaml(Path(path)))
+    raw = _deep_merge(raw, overrides or {})
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, ", ".join(str(p) for p in paths))) from None
+    data_dir = settings.data_dir
+    if not data_dir.is_absolute():
+        data_dir = (cwd or Path.cwd()) / data_dir
+    return settings.model_copy(update={"data_dir": data_dir.resolve()})
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """Connect to the configured warehouse; PostgreSQL credentials come from the environment."""
+    config = settings.warehouse
+    if config.kind == "duckdb":
+        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        return DuckDBWarehouse(settings.duckdb_path)
+    dsn = os.environ.get(config.dsn_env)
+    if not dsn:
+        raise ConfigError(
+            f"warehouse.kind is postgres but the environment variable {config.dsn_env} is not set; "
+            "export it as a libpq connection string, e.g. postgresql://user@host:5432/db"
+        )
+    return PostgresWarehouse(dsn)

@@ -1,0 +1,298 @@
+"""Prefect flows: ``train``, ``weekly_score`` and ``backfill``.
+
+A flow body is a short sequence of task calls; each task is a thin wrapper over one library
+function of ``features/``, ``models/`` or ``serving/``, the same functions the CLI calls. Tasks
+that touch the warehouse or MLflow retry; tasks that receive a live connection never cache
+(``NO_CACHE``), because a connection has no stable hash. Flow parameters are plain values (a
+config path, dates) so a deployment can pass them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from features.build import build_features
+from features.grid import observation_dates
+from features.labels import build_labels, censoring_summary
+from features.validation import ContractError, SourceReport, prepare_sources
+from features.warehouse import Warehouse
+from models.bundle import FeatureMismatchError, ModelBundle
+from models.dataset import label_gap_days, training_frame
+from models.monitoring import feature_drift
+from models.registry import configure_tracking, load_bundle, log_and_register
+from models.train import train_model
+from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
+from serving.changes import week_over_week
+from serving.risk_list import write_risk_lists
+from serving.score import score_accounts
+from serving.writeback import read_previous, write_scores
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O failures, never a broken contract or configuration: those need a person."""
+    try:
+        state.result()
+    except (ContractError, ConfigError, FeatureMismatchError, ValueError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+_IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _is_transient}
+
+
+def as_of_for(run_date: date) -> datetime:
+    """The observation moment of a run date: its first instant (00:00 UTC)."""
+    return datetime.combine(run_date, time.min)
+
+
+def end_of(run_date: date) -> datetime:
+    """The last instant of ``run_date``."""
+    return datetime.combine(run_date + timedelta(days=1), time.min) - timedelta(microseconds=1)
+
+
+def data_horizon(run_date: date, *, today: date | None = None) -> datetime:
+    """The newest moment the source data may describe: the end of the run date, or of today
+    when re-running a past date (later rows are then legitimate, and the point-in-time feature
+    windows ignore them). Rows beyond it are clock or time-zone errors."""
+    return end_of(max(run_date, today or datetime.now(UTC).date()))
+
+
+def _settings(config: str | None) -> Settings:
+    return load_settings([Path(config)] if config else None)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@task(name="validate-and-stage-sources", cache_policy=NO_CACHE, **_IO_RETRIES)
+def stage_sources(wh: Warehouse, settings: Settings, reference_time: datetime) -> SourceReport:
+    report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
+    logger = get_run_logger()
+    for line in report.lines():
+        logger.info(line)
+    return report
+
+
+@task(name="build-features", cache_policy=NO_CACHE)
+def features_at(wh: Warehouse, as_of_dates: list[datetime], report: SourceReport) -> pd.DataFrame:
+    frame = build_features(wh, as_of_dates, available_tables=report.available)
+    get_run_logger().info(
+        "built %d feature rows x %d columns for %d observation date(s)",
+        len(frame),
+        frame.shape[1],
+        len(as_of_dates),
+    )
+    return frame
+
+
+@task(name="build-labels", cache_policy=NO_CACHE)
+def labels_at(
+    wh: Warehouse, as_of_dates: list[datetime], settings: Settings, data_end: datetime
+) -> pd.DataFrame:
+    labels = build_labels(wh, as_of_dates, config=settings.features.labels, data_end=data_end)
+    summary = censoring_summary(labels)
+    get_run_logger().info("labels: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return labels
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def fit(
+    dataset: pd.DataFrame,
+    target: str,
+    settings: Settings,
+    health_available: bool,
+    previous: ModelBundle | None,
+) -> Any:
+    labels = settings.features.labels
+    gap = label_gap_days(
+        lead_days=labels.lead_days, horizon_days=labels.horizon_days, grace_days=labels.grace_days
+    )
+    return train_model(
+        dataset,
+        target=target,
+        config=settings.model,
+        gap_days=gap,
+        health_available=health_available,
+        previous=previous,
+        output_dir=settings.data_dir / "evaluation" / target,
+    )
+
+
+@task(name="log-and-register", cache_policy=NO_CACHE, **_IO_RETRIES)
+def register(result: Any, settings: Settings, run_name: str, dataset_info: dict) -> Any:
+    registered = log_and_register(
+        result,
+        tracking=settings.tracking,
+        data_dir=settings.data_dir,
+        run_name=run_name,
+        dataset_info=dataset_info,
+    )
+    get_run_logger().info("%s", registered)
+    return registered
+
+
+@task(name="load-model", cache_policy=NO_CACHE, **_IO_RETRIES)
+def load_model(settings: Settings, target: str, alias: str) -> tuple[ModelBundle, Any] | None:
+    try:
+        return load_bundle(
+            tracking=settings.tracking, data_dir=settings.data_dir, target=target, alias=alias
+        )
+    except LookupError:
+        if target == "churn":
+            raise
+        get_run_logger().warning("no %s model with alias %r: scoring without it", target, alias)
+        return None
+
+
+@task(name="score-and-explain", cache_policy=NO_CACHE)
+def score(
+    features: pd.DataFrame,
+    churn: tuple[ModelBundle, Any],
+    expansion: tuple[ModelBundle, Any] | None,
+    run_date: date,
+    settings: Settings,
+) -> Any:
+    refs = {"churn": str(churn[1])}
+    if expansion is not None:
+        refs["expansion"] = str(expansion[1])
+    return score_accounts(
+        features,
+        churn=churn[0],
+        expansion=expansion[0] if expansion else None,
+        run_date=run_date,
+        config=settings.serving,
+        model_refs=refs,
+    )
+
+
+@task(name="monitor-drift", cache_policy=NO_CACHE)
+def monitor(
+    reference: pd.DataFrame, current: pd.DataFrame, bundle: ModelBundle, settings: Settings
+) -> pd.DataFrame:
+    """Compare this week's features with those at the end of the model's training window."""
+    drift = feature_drift(
+        reference, current, feature_names=bundle.feature_names, thresholds=settings.monitoring
+    )
+    alerts = drift[drift["status"] != "ok"]
+    logger = get_run_logger()
+    for row in alerts.itertuples():
+        logger.warning("feature drift %s: %s (PSI %.2f)", row.status, row.feature, row.psi)
+    return drift
+
+
+@task(name="write-back", cache_policy=NO_CACHE, **_IO_RETRIES)
+def write_back(wh: Warehouse, scored: Any, settings: Settings, run_meta: dict) -> dict[str, int]:
+    counts = write_scores(wh, scored, schema=settings.warehouse.output_schema, run_meta=run_meta)
+    get_run_logger().info("wrote %s", ", ".join(f"{n} rows to {t}" for t, n in counts.items()))
+    return counts
+
+
+@task(name="risk-lists", cache_policy=NO_CACHE)
+def risk_lists(wh: Warehouse, scored: Any, run_date: date, settings: Settings) -> Any:
+    previous = read_previous(wh, schema=settings.warehouse.output_schema, before=run_date)
+    changes = week_over_week(scored.predictions, previous, config=settings.serving)
+    out_dir = settings.risk_list_dir / run_date.isoformat()
+    return write_risk_lists(scored, changes, out_dir=out_dir, run_date=run_date)
+
+
+# --- flows -----------------------------------------------------------------------------------
+
+
+@flow(name="train", log_prints=True)
+def train(run_date: date, config: str | None = None) -> dict[str, Any]:
+    """Build the observation grid up to ``run_date``, train churn and expansion models on it,
+    log them to MLflow and register them (``challenger``; ``champion`` when the gate passes)."""
+    settings = _settings(config)
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    obs = settings.features.observation
+    grid = observation_dates(
+        run_date - timedelta(days=obs.history_days),
+        run_date,
+        frequency=obs.frequency,
+        weekday=obs.weekday,
+    )
+    wh = open_warehouse(settings)
+    try:
+        report = stage_sources(wh, settings, data_horizon(run_date))
+        features = features_at(wh, grid, report)
+        labels = labels_at(wh, grid, settings, end_of(run_date))
+    finally:
+        wh.close()
+    health = "health_scores" in report.available
+    registered = {}
+    for target in settings.model.targets:
+        previous = _champion_or_none(settings, target)
+        dataset = training_frame(features, labels, target=target)
+        result = fit(dataset, target, settings, health, previous[0] if previous else None)
+        info = {
+            "run_date": run_date.isoformat(),
+            "as_of_first": min(grid).isoformat(),
+            "as_of_last": max(grid).isoformat(),
+            "rows": len(dataset),
+            "sources": report.available,
+        }
+        registered[target] = register(result, settings, f"{target}-{run_date}", info)
+    return {
+        "run_date": run_date.isoformat(),
+        "registered": {k: str(v) for k, v in registered.items()},
+    }
+
+
+def _champion_or_none(settings: Settings, target: str) -> tuple[ModelBundle, Any] | None:
+    try:
+        return load_bundle(
+            tracking=settings.tracking, data_dir=settings.data_dir, target=target, alias="champion"
+        )
+    except LookupError:
+        return None
+
+
+@flow(name="weekly-score", log_prints=True)
+def weekly_score(run_date: date | None = None, config: str | None = None) -> dict[str, Any]:
+    """Score every account active at ``run_date`` with the champion models, explain each score,
+    write predictions back in one transaction (replacing that run date) and write risk lists.
+
+    A scheduled run passes no date and scores the day it runs (UTC)."""
+    run_date = run_date or datetime.now(UTC).date()
+    settings = _settings(config)
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    churn = load_model(settings, "churn", "champion")
+    expansion = load_model(settings, "expansion", "champion")
+    wh = open_warehouse(settings)
+    try:
+        report = stage_sources(wh, settings, data_horizon(run_date))
+        features = features_at(wh, [as_of_for(run_date)], report)
+        scored = score(features, churn, expansion, run_date, settings)
+        reference = features_at(wh, [churn[0].train_window[1]], report)
+        drift = monitor(reference, features, churn[0], settings)
+        meta = {"sources": report.available, "skipped": report.skipped}
+        counts = write_back(wh, scored, settings, meta)
+        paths = risk_lists(wh, scored, run_date, settings)
+    finally:
+        wh.close()
+    return {
+        "run_date": run_date.isoformat(),
+        "accounts": len(scored.predictions),
+        "written": counts,
+        "drift_alerts": int((drift["status"] != "ok").sum()),
+        "risk_lists": str(paths),
+    }
+
+
+@flow(name="backfill", log_prints=True)
+def backfill(start: date, end: date, config: str | None = None, every_days: int = 7) -> list[dict]:
+    """Score a range of past run dates (oldest first), e.g. to backtest or seed the forecast."""
+    results = []
+    day = start
+    while day <= end:
+        results.append(weekly_score(day, config))
+        day += timedelta(days=every_days)
+    return results

@@ -1,0 +1,158 @@
+"""Gather everything the retention and monitoring report shows, and write it.
+
+Reads the contract tables and the write-back history of earlier weekly runs from the warehouse,
+then calls the analytics functions of ``features/``, ``models/`` and ``serving/``:
+retention (ARR bridge, cohorts), the NDR forecast from the latest run and its backtest on
+matured past runs, feature and prediction drift, realised performance and the health-score
+audit. A part whose inputs do not exist yet (no matured runs, no health table) is left out and
+the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from features.build import build_features
+from features.labels import build_labels
+from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
+from features.validation import SourceReport, prepare_sources
+from features.warehouse import Warehouse, qualified
+from models.forecast import backtest_forecast, forecast_next_period
+from models.health_audit import HealthAudit, audit_health_score
+from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
+from pipelines.config import Settings, open_warehouse
+from pipelines.flows import as_of_for, data_horizon, end_of
+from serving.report import build_report
+
+
+@dataclass(frozen=True)
+class ScoreHistory:
+    """Every earlier weekly run's predictions, as written back."""
+
+    predictions: pd.DataFrame
+
+    @property
+    def run_dates(self) -> list[date]:
+        return sorted(pd.to_datetime(self.predictions["run_date"]).dt.date.unique())
+
+    def at(self, day: date) -> pd.DataFrame:
+        days = pd.to_datetime(self.predictions["run_date"]).dt.date
+        return self.predictions[days == day]
+
+
+def read_score_history(wh: Warehouse, settings: Settings, *, until: date) -> ScoreHistory:
+    schema = settings.warehouse.output_schema
+    table = settings.serving.tables.predictions
+    if not wh.table_exists(table, schema):
+        return ScoreHistory(pd.DataFrame(columns=["run_date", "account_id"]))
+    frame = wh.query(f"SELECT * FROM {qualified(table, schema)} WHERE run_date <= ?", [until])
+    frame["run_date"] = pd.to_datetime(frame["run_date"])
+    return ScoreHistory(frame)
+
+
+def _retention(wh: Warehouse, settings: Settings, run_date: date) -> tuple[pd.DataFrame, ...]:
+    contracts = load_contracts(wh)
+    grace = settings.features.labels.grace_days
+    first = pd.Timestamp(contracts["start_date"].min()).date()
+    quarters = arr_movements(
+        contracts, period="quarter", start=first, end=run_date, rolling=4, grace_days=grace
+    )
+    cohorts = cohort_retention(contracts, end=run_date)
+    events = churn_events(contracts, start=first, end=run_date, grace_days=grace)
+    return quarters, cohorts, events
+
+
+def _matured_outcomes(
+    wh: Warehouse, settings: Settings, history: ScoreHistory, run_date: date
+) -> pd.DataFrame | None:
+    """Labels of past run dates whose label window has closed by ``run_date``."""
+    labels_cfg = settings.features.labels
+    horizon = labels_cfg.lead_days + labels_cfg.horizon_days + labels_cfg.grace_days
+    matured = [d for d in history.run_dates if d + timedelta(days=horizon) <= run_date]
+    if not matured:
+        return None
+    return build_labels(
+        wh, [as_of_for(d) for d in matured], config=labels_cfg, data_end=end_of(run_date)
+    )
+
+
+def _drift(
+    wh: Warehouse, settings: Settings, report: SourceReport, history: ScoreHistory, run_date: date
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    dates = history.run_dates
+    if len(dates) < 2:
+        return None, None
+    reference_day, current_day = dates[0], dates[-1]
+    frames = build_features(
+        wh, [as_of_for(reference_day), as_of_for(current_day)], available_tables=report.available
+    )
+    reference = frames[frames["as_of"] == pd.Timestamp(as_of_for(reference_day))]
+    current = frames[frames["as_of"] == pd.Timestamp(as_of_for(current_day))]
+    names = [c for c in frames.columns if c not in ("account_id", "as_of")]
+    drift = feature_drift(reference, current, feature_names=names, thresholds=settings.monitoring)
+    scores = prediction_drift(
+        history.at(reference_day), history.at(current_day), thresholds=settings.monitoring
+    )
+    return drift, scores
+
+
+def _audit(
+    wh: Warehouse,
+    report: SourceReport,
+    matured: pd.DataFrame | None,
+    events: pd.DataFrame,
+) -> HealthAudit | None:
+    if matured is None or matured.empty or "health_scores" not in report.available:
+        return None
+    health = wh.query("SELECT account_id, scored_at, score, color FROM stg_health_scores")
+    return audit_health_score(matured, churn_events=events, health_history=health)
+
+
+def build_run_report(settings: Settings, run_date: date) -> Path:
+    """Write ``<data_dir>/reports/report-<run_date>.html`` and return its path."""
+    out = settings.report_dir / f"report-{run_date.isoformat()}.html"
+    with open_warehouse(settings) as wh:
+        report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(run_date))
+        quarters, cohorts, events = _retention(wh, settings, run_date)
+        history = read_score_history(wh, settings, until=run_date)
+        outcomes = _matured_outcomes(wh, settings, history, run_date)
+        drift, score_drift = _drift(wh, settings, report, history, run_date)
+        matured = realised = backtest = None
+        if outcomes is not None:
+            labels_cfg = settings.features.labels
+            matured = join_matured(
+                history.predictions,
+                outcomes,
+                horizon_days=labels_cfg.horizon_days,
+                lead_days=labels_cfg.lead_days,
+            )
+            realised = realised_performance(
+                history.predictions,
+                outcomes,
+                horizon_days=labels_cfg.horizon_days,
+                lead_days=labels_cfg.lead_days,
+            )
+            backtest = backtest_forecast(history.predictions, outcomes, seed=settings.model.seed)
+        audit = _audit(wh, report, matured, events)
+    latest = history.at(history.run_dates[-1]) if history.run_dates else None
+    forecast = (
+        forecast_next_period(latest, seed=settings.model.seed)
+        if latest is not None and len(latest)
+        else None
+    )
+    return build_report(
+        retention=quarters,
+        cohorts=cohorts,
+        forecast=forecast,
+        forecast_backtest=backtest,
+        drift=drift,
+        realised=realised,
+        audit=audit,
+        prediction_drift=score_drift,
+        out_path=out,
+        run_date=run_date,
+    )
