@@ -1,0 +1,151 @@
+"""Feature benchmark: 20,000 accounts / ~50 M usage events in Parquet, on this machine.
+
+    .venv/bin/python benchmarks/bench_features.py [--data benchmarks/data] [--dates 52]
+
+Reads the warehouse ``benchmarks/generate_data.py`` writes (every contract table as Parquet,
+usage events as a folder of files); when it is absent, writes a synthetic one with DuckDB
+``range()`` (accounts, contracts and usage events only) into ``--data``. Times, in one process:
+
+1. a bare DuckDB scan of the event columns (account_id, user_id, event_time, event_type);
+2. ``build_features`` at one as_of (all groups present);
+3. ``build_features`` on a 52-week grid ending at that as_of;
+
+and prints seconds, peak RSS (process high-water mark after each step), events/second and the
+ratios one-date / scan (aim <= 3) and 52-dates / one-date (aim <= 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.build import build_features
+from features.config import SourceTable, WarehouseConfig
+from features.grid import observation_dates
+from features.sources import CONTRACT, create_staging_view, locate_sources
+from features.warehouse import DuckDBWarehouse
+
+EVENT_COLUMNS = "account_id, user_id, event_time, event_type"
+
+
+def synthesize(out: Path, *, accounts: int, events: int, seed: int) -> None:
+    """A minimal warehouse with DuckDB range(): annual contracts, events over 2 years."""
+    import duckdb
+
+    (out / "usage_events").mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SELECT setseed({seed / 2**16})")
+    con.execute(
+        "COPY (SELECT 'a' || i AS account_id, 'Account ' || i AS name, "
+        "['smb','mid_market','enterprise'][1 + i % 3] AS segment, 'software' AS industry, "
+        "CAST(10 + i % 500 AS BIGINT) AS employees, 'csm_' || (i % 40) AS csm_owner, "
+        "TIMESTAMP '2024-01-01' AS created_at FROM range(?) t(i)) TO ? (FORMAT parquet)",
+        [accounts, str(out / "accounts.parquet")],
+    )
+    con.execute(
+        "COPY (SELECT 'a' || i AS account_id, 'k' || i || '-' || y AS contract_id, "
+        "'core' AS product, DATE '2024-01-01' + INTERVAL (365 * y + i % 300) DAY AS start_date, "
+        "DATE '2024-01-01' + INTERVAL (365 * (y + 1) + i % 300) DAY AS end_date, "
+        "CAST(1000 + i % 900 * 100 AS DOUBLE) AS arr, CAST(5 + i % 50 AS BIGINT) AS seats "
+        "FROM range(?) t(i), range(3) r(y) WHERE y = 0 OR i % 7 <> y) TO ? (FORMAT parquet)",
+        [accounts, str(out / "contracts.parquet")],
+    )
+    con.execute(
+        "COPY (SELECT 'a' || (hash(i) % ?) AS account_id, 'u' || (hash(i * 7) % 40) AS user_id, "
+        "TIMESTAMP '2024-09-01' + to_microseconds(CAST(hash(i * 13) % 63072000000000 AS BIGINT)) "
+        "AS event_time, 'e' || (hash(i * 17) % 30) AS event_type, 1.0 AS quantity "
+        "FROM range(?) t(i)) TO ? (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
+        [accounts, events, str(out / "usage_events" / "part-00000.parquet")],
+    )
+
+
+def _sources(data: Path) -> tuple[WarehouseConfig, list[str]]:
+    tables = {}
+    for name in CONTRACT:
+        folder, single = data / name, data / f"{name}.parquet"
+        if folder.is_dir():
+            tables[name] = SourceTable(parquet=str(folder / "*.parquet"))
+        elif single.exists():
+            tables[name] = SourceTable(parquet=str(single))
+    return WarehouseConfig(tables=tables), list(tables)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(label: str, fn):
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    print(f"{label:<34} {seconds:8.2f} s   peak RSS {_peak_mb():7.0f} MB", flush=True)
+    return result, seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("benchmarks/data"))
+    parser.add_argument("--dates", type=int, default=52)
+    parser.add_argument("--accounts", type=int, default=20_000, help="synthetic data only")
+    parser.add_argument("--events", type=int, default=50_000_000, help="synthetic data only")
+    parser.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="stage usage_events without the contract's exact-duplicate removal (SELECT DISTINCT)",
+    )
+    args = parser.parse_args(argv)
+    if not (args.data / "usage_events").exists():
+        print(f"no warehouse in {args.data}: writing a synthetic one with DuckDB range()")
+        synthesize(args.data, accounts=args.accounts, events=args.events, seed=1)
+    config, present = _sources(args.data)
+    wh = DuckDBWarehouse()
+    located = locate_sources(config)
+    dedup = False if args.no_dedup else None  # None: as the contract says (deduplicate)
+    available = [
+        n
+        for n in present
+        if create_staging_view(wh, located[n], sources=located, deduplicate=dedup)
+    ]
+    events_glob = config.tables["usage_events"].parquet
+    n_events, last_event = wh.con.execute(
+        "SELECT count(*), max(event_time) FROM read_parquet(?)", [events_glob]
+    ).fetchone()
+    last_monday = (last_event - timedelta(days=last_event.weekday())).date()
+    grid = observation_dates(last_monday - timedelta(weeks=args.dates - 1), last_monday)
+    one = [datetime.combine(last_monday, datetime.min.time())]
+    print(f"{platform.node()} {platform.processor() or platform.machine()}, "
+          f"{__import__('os').cpu_count()} cores, duckdb {__import__('duckdb').__version__}, "
+          f"{datetime.now():%Y-%m-%d %H:%M}")  # fmt: skip
+    print(f"data: {args.data} ({n_events:,} events, tables {', '.join(available)})")
+    print(f"usage staging: {'no dedup' if args.no_dedup else 'SELECT DISTINCT (contract dedup)'}")
+    print(f"as_of {one[0]:%Y-%m-%d}; grid {grid[0]:%Y-%m-%d} .. {grid[-1]:%Y-%m-%d} ({len(grid)})")
+
+    # lengths, not counts: count(col) of a column without NULLs is answered from metadata
+    scan_sql = (
+        "SELECT max(length(account_id)), max(length(user_id)), "
+        "max(event_time + INTERVAL 1 SECOND), max(length(event_type)) FROM read_parquet(?)"
+    )
+    _, scan_s = _timed("bare scan of event columns", lambda: wh.query(scan_sql, [events_glob]))
+    frame1, one_s = _timed(
+        "build_features, 1 as_of", lambda: build_features(wh, one, available_tables=available)
+    )
+    frame52, grid_s = _timed(
+        f"build_features, {len(grid)} as_of",
+        lambda: build_features(wh, grid, available_tables=available),
+    )
+    print(f"rows x columns: 1 date {frame1.shape}, grid {frame52.shape}")
+    print(f"events/s: scan {n_events / scan_s:,.0f}, 1 date {n_events / one_s:,.0f}, "
+          f"grid {n_events / grid_s:,.0f} (event rows read per second)")  # fmt: skip
+    print(f"ratio 1 date / scan   = {one_s / scan_s:.2f} (aim <= 3)")
+    print(f"ratio grid / 1 date   = {grid_s / one_s:.2f} (aim <= 10)")
+
+
+if __name__ == "__main__":
+    main()
