@@ -67,6 +67,13 @@ class RegisteredVersion:
     reason: str
     champion_version: str
 
+    def summary(self) -> str:
+        """One line for logs and the CLI: which version, which alias, and why."""
+        alias = (
+            "champion" if self.promoted else f"challenger (champion stays v{self.champion_version})"
+        )
+        return f"{self.name} v{self.version} -> {alias}: {self.reason}"
+
 
 @dataclass(frozen=True)
 class PromotionDecision:

@@ -46,7 +46,7 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
     try:
         return load_settings([config] if config else None, overrides=overrides or None)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from None
 
 
@@ -119,7 +119,7 @@ def validate(config: ConfigOption = None, run_date: RunDate = None) -> None:
                 wh, settings.warehouse, reference_time=data_horizon(_date(run_date))
             )
         except ContractError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(str(exc), style="red", markup=False, highlight=False)
             raise typer.Exit(1) from None
     for line in report.lines():
         console.print(line)

@@ -135,7 +135,7 @@ def register(result: Any, settings: Settings, run_name: str, dataset_info: dict)
         run_name=run_name,
         dataset_info=dataset_info,
     )
-    get_run_logger().info("%s", registered)
+    get_run_logger().info("%s", registered.summary())
     return registered
 
 
@@ -175,16 +175,32 @@ def score(
 
 @task(name="monitor-drift", cache_policy=NO_CACHE)
 def monitor(
-    reference: pd.DataFrame, current: pd.DataFrame, bundle: ModelBundle, settings: Settings
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    bundle: ModelBundle,
+    settings: Settings,
+    run_date: date,
 ) -> pd.DataFrame:
-    """Compare this week's features with those at the end of the model's training window."""
+    """Compare this week's features with those at the end of the model's training window;
+    warn on every feature past a threshold and keep the table as ``drift-<run_date>.csv``."""
     drift = feature_drift(
         reference, current, feature_names=bundle.feature_names, thresholds=settings.monitoring
     )
+    out = settings.report_dir / "monitoring" / f"drift-{run_date.isoformat()}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    drift.to_csv(out, index=False)
     alerts = drift[drift["status"] != "ok"]
     logger = get_run_logger()
     for row in alerts.itertuples():
-        logger.warning("feature drift %s: %s (PSI %.2f)", row.status, row.feature, row.psi)
+        logger.warning(
+            "feature drift %s: %s (PSI %.2f, missing %.0f%% -> %.0f%%)",
+            row.status,
+            row.feature,
+            row.psi,
+            100 * row.missing_train,
+            100 * row.missing_current,
+        )
+    logger.info("drift: %d of %d features past a threshold -> %s", len(alerts), len(drift), out)
     return drift
 
 
@@ -242,7 +258,7 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
         registered[target] = register(result, settings, f"{target}-{run_date}", info)
     return {
         "run_date": run_date.isoformat(),
-        "registered": {k: str(v) for k, v in registered.items()},
+        "registered": {k: v.summary() for k, v in registered.items()},
     }
 
 
@@ -272,7 +288,7 @@ def weekly_score(run_date: date | None = None, config: str | None = None) -> dic
         features = features_at(wh, [as_of_for(run_date)], report)
         scored = score(features, churn, expansion, run_date, settings)
         reference = features_at(wh, [churn[0].train_window[1]], report)
-        drift = monitor(reference, features, churn[0], settings)
+        drift = monitor(reference, features, churn[0], settings, run_date)
         meta = {"sources": report.available, "skipped": report.skipped}
         counts = write_back(wh, scored, settings, meta)
         paths = risk_lists(wh, scored, run_date, settings)

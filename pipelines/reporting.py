@@ -24,6 +24,7 @@ from features.warehouse import Warehouse, qualified
 from models.forecast import backtest_forecast, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
 from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
+from models.registry import configure_tracking, load_bundle
 from pipelines.config import Settings, open_warehouse
 from pipelines.flows import as_of_for, data_horizon, end_of
 from serving.report import build_report
@@ -83,20 +84,31 @@ def _matured_outcomes(
 def _drift(
     wh: Warehouse, settings: Settings, report: SourceReport, history: ScoreHistory, run_date: date
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Feature drift of the latest scored week against the end of the champion's training
+    window (what the weekly flow monitors), and score drift against the first scored week."""
     dates = history.run_dates
-    if len(dates) < 2:
+    if not dates:
         return None, None
-    reference_day, current_day = dates[0], dates[-1]
-    frames = build_features(
-        wh, [as_of_for(reference_day), as_of_for(current_day)], available_tables=report.available
-    )
-    reference = frames[frames["as_of"] == pd.Timestamp(as_of_for(reference_day))]
-    current = frames[frames["as_of"] == pd.Timestamp(as_of_for(current_day))]
-    names = [c for c in frames.columns if c not in ("account_id", "as_of")]
-    drift = feature_drift(reference, current, feature_names=names, thresholds=settings.monitoring)
-    scores = prediction_drift(
-        history.at(reference_day), history.at(current_day), thresholds=settings.monitoring
-    )
+    try:
+        bundle, _ = load_bundle(
+            tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
+        )
+    except LookupError:
+        drift = None
+    else:
+        reference_at, current_at = bundle.train_window[1], as_of_for(dates[-1])
+        frames = build_features(wh, [reference_at, current_at], available_tables=report.available)
+        drift = feature_drift(
+            frames[frames["as_of"] == pd.Timestamp(reference_at)],
+            frames[frames["as_of"] == pd.Timestamp(current_at)],
+            feature_names=bundle.feature_names,
+            thresholds=settings.monitoring,
+        )
+    scores = None
+    if len(dates) >= 2:
+        scores = prediction_drift(
+            history.at(dates[0]), history.at(dates[-1]), thresholds=settings.monitoring
+        )
     return drift, scores
 
 
@@ -115,6 +127,7 @@ def _audit(
 def build_run_report(settings: Settings, run_date: date) -> Path:
     """Write ``<data_dir>/reports/report-<run_date>.html`` and return its path."""
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
+    configure_tracking(settings.tracking, data_dir=settings.data_dir)
     with open_warehouse(settings) as wh:
         report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(run_date))
         quarters, cohorts, events = _retention(wh, settings, run_date)

@@ -19,6 +19,8 @@ def quiet_prefect_defaults() -> None:
     """Environment defaults for offline runs; an explicit user setting always wins."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # MLflow's per-artifact progress bars interleave with Prefect's logs and say nothing useful.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def drain_prefect_queues() -> None:

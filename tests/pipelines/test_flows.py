@@ -1,0 +1,103 @@
+"""The Prefect flows end to end on a small demo warehouse, against the session test server.
+
+One module-scoped world: generate demo data, run ``train``, then ``weekly_score`` for two weeks
+and the second week again. Each test reads what those runs left behind.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from features.warehouse import Warehouse
+from pipelines.config import load_settings, open_warehouse
+from pipelines.demo_data import generate_demo, write_demo
+
+RUN_DATE = date(2026, 11, 16)
+PREVIOUS = RUN_DATE - timedelta(days=7)
+
+QUICK = {
+    "features": {"observation": {"frequency": "weekly", "history_days": 600}},
+    "model": {
+        "num_boost_round": 80,
+        "n_folds": 2,
+        "tuning": {"trials": 0},
+        "params": {"min_data_in_leaf": 40},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict:
+    from pipelines.flows import train, weekly_score
+    from pipelines.runtime import drain_prefect_queues
+
+    root = tmp_path_factory.mktemp("flows")
+    config = root / "churnlens.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(root / "data"), **QUICK}))
+    settings = load_settings([config])
+    with open_warehouse(settings) as wh:
+        write_demo(wh, generate_demo(n_accounts=220, seed=11, end=RUN_DATE, years=2.5))
+    trained = train(RUN_DATE, str(config))
+    first = weekly_score(PREVIOUS, str(config))
+    second = weekly_score(RUN_DATE, str(config))
+    again = weekly_score(RUN_DATE, str(config))
+    drain_prefect_queues()
+    return {
+        "config": config,
+        "settings": settings,
+        "trained": trained,
+        "runs": [first, second, again],
+    }
+
+
+def _count(wh: Warehouse, table: str, run_date: date) -> int:
+    sql = f"SELECT count(*) AS n FROM churnlens.{table} WHERE run_date = ?"
+    return int(wh.query(sql, [run_date])["n"].iloc[0])
+
+
+def test_train_registers_both_targets_and_makes_the_first_version_champion(world: dict) -> None:
+    registered = world["trained"]["registered"]
+    assert set(registered) == {"churn", "expansion"}
+    for target, line in registered.items():
+        assert line.startswith(f"churnlens-{target} v1 -> champion"), line
+
+
+def test_weekly_score_writes_every_active_account_once_and_a_rerun_replaces_it(
+    world: dict,
+) -> None:
+    first, second, again = world["runs"]
+    assert second["accounts"] > 50
+    assert again["written"] == second["written"]
+    with open_warehouse(world["settings"]) as wh:
+        predictions = _count(wh, "predictions", RUN_DATE)
+        assert predictions == second["accounts"]
+        assert _count(wh, "predictions", PREVIOUS) == first["accounts"]
+        reasons = _count(wh, "prediction_reasons", RUN_DATE)
+        assert reasons == second["written"]["churnlens.prediction_reasons"] > 0
+        duplicates = wh.query(
+            "SELECT account_id, run_date, count(*) AS n FROM churnlens.predictions "
+            "GROUP BY account_id, run_date HAVING count(*) > 1"
+        )
+    assert duplicates.empty
+
+
+def test_weekly_score_leaves_risk_lists_and_a_drift_table(world: dict) -> None:
+    settings = world["settings"]
+    lists = settings.risk_list_dir / RUN_DATE.isoformat()
+    csvs = sorted(lists.rglob("*.csv"))
+    pages = sorted(lists.rglob("*.html"))
+    assert csvs and pages
+    assert (settings.report_dir / "monitoring" / f"drift-{RUN_DATE.isoformat()}.csv").exists()
+
+
+def test_report_reads_the_scored_weeks(world: dict) -> None:
+    from pipelines.reporting import build_run_report
+
+    path: Path = build_run_report(world["settings"], RUN_DATE)
+    html = path.read_text()
+    assert "Net dollar retention" in html or "NDR" in html
+    assert "drift" in html.lower()
