@@ -238,7 +238,10 @@ class DuckDBWarehouse(Warehouse):
             self._depth = 0
 
     def close(self) -> None:
+        # Drop the reference too: Prefect keeps task parameters (this object) alive in context
+        # snapshots until exit, and a live DuckDB handle then makes nanobind report leaks.
         self.con.close()
+        self.con = _CLOSED
 
 
 class PostgresWarehouse(Warehouse):
@@ -346,6 +349,16 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+
+class _Closed:
+    """Stands in for a closed connection; any use says so instead of an AttributeError."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise WarehouseError("the warehouse connection is closed")
+
+
+_CLOSED: Any = _Closed()
 
 
 def _redact(dsn: str) -> str:

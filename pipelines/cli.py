@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -40,6 +41,14 @@ RunDate = Annotated[
     str | None,
     typer.Option("--run-date", help="Run date YYYY-MM-DD (default: today, UTC)."),
 ]
+
+
+@app.callback()
+def _quiet() -> None:
+    """Churn and expansion prediction for customer-success teams."""
+    from pipelines.runtime import quiet_prefect_defaults
+
+    quiet_prefect_defaults()
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -242,10 +251,24 @@ def demo(
     config: ConfigOption = None,
     accounts: Annotated[int | None, typer.Option(help="Number of demo accounts.")] = None,
     end: Annotated[str | None, typer.Option(help="Demo run date (default: today).")] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="Also replay last year (train a year ago, score monthly since) so the report "
+            "has matured outcomes for the forecast backtest and realised performance."
+        ),
+    ] = True,
 ) -> None:
-    """The whole weekly path on demo data: generate, train, score two weeks, report."""
+    """The whole weekly path on demo data: generate, train, score, write back, report.
+
+    With --history (the default) the demo first lives through last year: it trains a model as
+    of a year ago and scores the following months with it, so that by today those scores have
+    matured outcomes. Then it retrains today (the promotion gate decides whether the new
+    version becomes champion) and scores last week and this week.
+    """
     from datetime import timedelta
 
+    from pipelines.flows import backfill as backfill_flow
     from pipelines.flows import train as train_flow
     from pipelines.flows import weekly_score
     from pipelines.runtime import prefect_session
@@ -255,7 +278,20 @@ def demo(
     run_date = _date(end, default=settings.demo.end)
     demo_data(config=config, accounts=accounts, seed=None, end=run_date.isoformat(), years=None)
     cfg = str(config) if config else None
+    labels = settings.features.labels
+    matured_by = run_date - timedelta(
+        days=labels.lead_days + labels.horizon_days + labels.grace_days
+    )
     with prefect_session():
+        if history:
+            year_ago = run_date - timedelta(weeks=52)
+            console.rule(f"Last year: train as of {year_ago}, score every 4 weeks to {matured_by}")
+            _print_train(train_flow(year_ago, cfg))
+            for result in backfill_flow(year_ago, matured_by, cfg, every_days=28):
+                console.print(
+                    f"scored {result['run_date']}: {result['accounts']:,} accounts", style="dim"
+                )
+        console.rule(f"This week: train as of {run_date}, score {run_date}")
         _print_train(train_flow(run_date, cfg))
         weekly_score(run_date - timedelta(days=7), cfg)
         result = weekly_score(run_date, cfg)
@@ -267,6 +303,7 @@ def demo(
             [
                 ("warehouse", f"{_where(settings)} (schema {settings.warehouse.output_schema})"),
                 ("MLflow", f"{settings.data_dir / 'mlflow.db'}; UI: make mlflow-ui"),
+                ("evaluation", str(settings.data_dir / "evaluation")),
                 ("risk lists", result["risk_lists"]),
                 ("report", str(report_path)),
             ],
@@ -286,12 +323,44 @@ def models_list(config: ConfigOption = None) -> None:
     settings = _settings(config)
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     frame = list_versions(tracking=settings.tracking, data_dir=settings.data_dir)
-    table = Table(title="Registered models")
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*("" if v is None else str(v) for v in row))
+    prefix = settings.tracking.model_name_prefix + "-"
+    frame["model"] = frame["model"].str.removeprefix(prefix)
+    title = f"Registered models ({prefix}<target>)"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column, header in _VERSION_COLUMNS.items():
+        justify = "right" if column in ("version", *_METRICS) else "left"
+        table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
+    records = frame.to_dict("records")
+    for row in records:
+        table.add_row(*(_cell(column, row.get(column)) for column in _VERSION_COLUMNS))
+    table.caption = "latest backtest fold; ARR@10%: share of the target's ARR in the top 10%"
     console.print(table)
+    console.print("Promotion gate (latest backtest fold):", style="bold")
+    for row in records:
+        console.print(f"  {prefix}{row['model']} v{row['version']}: {row.get('gate') or '-'}")
+    console.print("Browse runs, metrics and plots with `make mlflow-ui`.", style="dim")
+
+
+_METRICS = ("latest_pr_auc", "latest_arr_captured_top10", "latest_ece")
+_VERSION_COLUMNS = {
+    "model": "target",
+    "version": "v",
+    "aliases": "aliases",
+    "created": "created",
+    "latest_pr_auc": "PR-AUC",
+    "latest_arr_captured_top10": "ARR@10%",
+    "latest_ece": "ECE",
+}
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if column in _METRICS:
+        return f"{float(value):.3f}"
+    if column == "created":
+        return str(value)[:10]
+    return str(value)
 
 
 @models_app.command()

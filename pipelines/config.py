@@ -40,7 +40,7 @@ class DemoConfig(BaseModel):
 
     n_accounts: int = Field(1500, gt=0)
     seed: int = 7
-    years: float = Field(2.5, gt=0.5)
+    years: float = Field(3.0, gt=0.5)
     end: date | None = Field(None, description="last day of demo history; default: last Monday")
 
 
