@@ -301,8 +301,8 @@ class PostgresWarehouse(Warehouse):
             self.con.cursor() as cur,
             cur.copy(f"COPY {qualified(table, schema)} ({cols}) FROM STDIN") as copy,
         ):
-            for row in df.itertuples(index=False, name=None):
-                copy.write_row([_py(v) for v in row])
+            for row in zip(*_py_columns(df), strict=True):
+                copy.write_row(row)
 
     def create_table_from_frame(
         self, df: pd.DataFrame, table: str, schema: str | None = None, *, temporary: bool = False
@@ -381,6 +381,25 @@ def _py(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+def _py_columns(df: pd.DataFrame) -> list[list[Any]]:
+    """Each column as plain Python values for COPY, converted per column (vectorised) rather
+    than per cell: NaN/NaT/NA become None, timestamps datetimes, numpy scalars Python ones."""
+    columns = []
+    for name in df.columns:
+        series = df[name]
+        missing = series.isna().to_numpy()
+        if series.dtype.kind == "M":
+            values = list(series.dt.to_pydatetime())
+        elif series.dtype.kind in "biuf":
+            values = series.to_numpy().tolist()
+        else:
+            values = [_py(v) for v in series.tolist()]
+        if missing.any():
+            values = [None if gone else v for v, gone in zip(values, missing, strict=True)]
+        columns.append(values)
+    return columns
 
 
 def _pg_type(series: pd.Series) -> str:
