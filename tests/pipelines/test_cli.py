@@ -34,3 +34,33 @@ def test_bad_config_key_exits_with_its_name(tmp_path) -> None:
     result = CliRunner().invoke(app, ["validate", "--config", str(bad)])
     assert result.exit_code == 2
     assert "warehouse.kindd" in result.output
+
+
+def test_validate_names_missing_tables_and_exits_1(tmp_path) -> None:
+    config = tmp_path / "empty.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    result = CliRunner().invoke(app, ["validate", "--config", str(config)])
+    assert result.exit_code == 1
+    for table in ("accounts", "contracts", "usage_events"):
+        assert f"{table}: missing_table" in result.output
+
+
+def test_validate_prints_offending_rows_verbatim(tmp_path) -> None:
+    """Example rows are shown as the warehouse holds them; rich markup must not eat ``[x]``."""
+    from datetime import date
+
+    from pipelines.config import load_settings, open_warehouse
+    from pipelines.demo_data import generate_demo, write_demo
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    data = generate_demo(n_accounts=40, seed=3, end=date(2026, 11, 16), years=1.0)
+    with open_warehouse(load_settings([config])) as wh:
+        write_demo(wh, data)
+        wh.execute("UPDATE contracts SET arr = -1, contract_id = '[red]neg[/red]' WHERE rowid = 0")
+    result = CliRunner().invoke(
+        app, ["validate", "--config", str(config), "--run-date", "2026-11-16"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "contracts" in result.output and "arr" in result.output
+    assert "[red]neg[/red]" in result.output
