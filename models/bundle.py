@@ -143,6 +143,8 @@ class ModelBundle:
     params: dict[str, Any] = field(default_factory=dict)
     churnlens_version: str = field(default_factory=churnlens_version)
     library_versions: dict[str, str] = field(default_factory=current_library_versions)
+    # ARR-gain ratios fitted on the training rows (models.value); expansion bundles only.
+    outcome_value: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model matrix for ``frame``: the one path used in training and scoring."""
@@ -184,6 +186,7 @@ class ModelBundle:
             "params": self.params,
             "churnlens_version": self.churnlens_version,
             "library_versions": self.library_versions,
+            "outcome_value": self.outcome_value,
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return directory
@@ -222,4 +225,5 @@ class ModelBundle:
             params=dict(meta["params"]),
             churnlens_version=meta["churnlens_version"],
             library_versions=dict(meta["library_versions"]),
+            outcome_value=dict(meta.get("outcome_value", {})),
         )

@@ -42,6 +42,7 @@ from models.dataset import (
 )
 from models.metrics import score_metrics
 from models.tuning import tune_params
+from models.value import fit_expansion_value
 
 MODEL = "lightgbm"
 HEALTH = "health_score"
@@ -194,6 +195,8 @@ def train_model(
         dataset, target=target, features=features, params=params, config=config, gap_days=gap_days
     )
     bundle.metrics |= _summary_metrics(backtest)
+    if target == "expansion" and {"arr_at_as_of", "arr_at_horizon", "churned"} <= set(dataset):
+        bundle.outcome_value = fit_expansion_value(dataset)
     timings["final_fit_s"] = time.perf_counter() - clock - sum(timings.values())
     result = TrainResult(
         target=target,

@@ -92,7 +92,10 @@ class ExpansionConfig(_Strict):
         1.0, gt=0, description="penetration / segment median below this is 'low penetration'"
     )
     expected_uplift: float = Field(
-        0.20, gt=0, description="typical expansion as a share of current ARR"
+        0.20,
+        gt=0,
+        description="expansion as a share of current ARR, used only when the expansion model "
+        "carries no uplift fitted on its training rows (bundles from before models.value)",
     )
 
     @field_validator("employees_column", "seats_column")

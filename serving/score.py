@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import ModelBundle
+from models.value import expected_gain
 from serving.config import ExpansionConfig, GreenChurnConfig, ServingConfig, TierConfig
 from serving.reasons import REASON_COLUMNS, assert_taxonomy, explain, resolve_specs
 
@@ -92,7 +93,10 @@ def score_accounts(
         reasons.append(_explain(expansion, frame, config.top_reasons, catalog))
     reason_frame = pd.concat(reasons, ignore_index=True)
     assert_taxonomy(reason_frame)
-    predictions = _predictions(frame, churn_p, expansion_p, reason_frame, config, model_refs)
+    value = expansion.outcome_value if expansion is not None else {}
+    predictions = _predictions(
+        frame, churn_p, expansion_p, reason_frame, config, model_refs, outcome_value=value
+    )
     predictions.insert(0, "run_date", pd.Timestamp(run_date))
     reason_frame.insert(0, "run_date", pd.Timestamp(run_date))
     return Scored(
@@ -165,6 +169,8 @@ def _predictions(
     reasons: pd.DataFrame,
     config: ServingConfig,
     model_refs: Mapping[str, str],
+    *,
+    outcome_value: Mapping[str, Mapping[str, float]],
 ) -> pd.DataFrame:
     arr = pd.to_numeric(frame["arr"], errors="coerce").astype(float).to_numpy()
     out = pd.DataFrame(
@@ -183,7 +189,14 @@ def _predictions(
         }
     )
     exp_cfg = config.expansion
-    out["expected_expansion_arr"] = out["expansion_probability"] * arr * exp_cfg.expected_uplift
+    out["expected_expansion_arr"] = expected_gain(
+        arr,
+        out["segment"],
+        expansion_probability=out["expansion_probability"].to_numpy(dtype=float),
+        churn_probability=churn_p,
+        value=outcome_value,
+        default_uplift=exp_cfg.expected_uplift,
+    )
     out["penetration"] = penetration(frame, exp_cfg)
     out["penetration_vs_segment"] = out["penetration"] / out.groupby("segment", dropna=False)[
         "penetration"

@@ -65,12 +65,14 @@ def test_contributions_equal_tree_explainer_and_sum_to_margin(tiny_bundle, frame
 
 
 def test_save_load_round_trip(tiny_bundle, frame, tmp_path):
+    tiny_bundle.outcome_value = {"if_expanded": {"*": 0.25, "smb": 0.3}, "if_retained": {}}
     tiny_bundle.save(tmp_path / "b")
     loaded = ModelBundle.load(tmp_path / "b")
     assert loaded.feature_names == tiny_bundle.feature_names
     assert loaded.categorical_levels == tiny_bundle.categorical_levels
     assert loaded.train_window == tiny_bundle.train_window
     assert loaded.calibrator.method == "sigmoid"
+    assert loaded.outcome_value == tiny_bundle.outcome_value
     np.testing.assert_array_equal(loaded.predict_proba(frame), tiny_bundle.predict_proba(frame))
     pd.testing.assert_frame_equal(loaded.contributions(frame), tiny_bundle.contributions(frame))
 

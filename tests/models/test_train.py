@@ -149,6 +149,8 @@ def test_expansion_target_uses_expansion_arr(dataset):
     assert result.bundle.target == "expansion"
     expanded = result.predictions.query("model == 'lightgbm' and y == 1")
     assert (expanded["value"] > 0).all()
+    # the bundle carries the ARR gain its training rows show (+20 % on every expansion)
+    assert result.bundle.outcome_value["if_expanded"]["*"] == pytest.approx(0.2)
 
 
 def test_champion_with_other_features_is_skipped_with_a_warning(dataset, result):
