@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -392,8 +393,8 @@ def _py_columns(df: pd.DataFrame) -> list[list[Any]]:
         missing = series.isna().to_numpy()
         if series.dtype.kind == "M":
             values = list(series.dt.to_pydatetime())
-        elif series.dtype.kind in "biuf":
-            values = series.to_numpy().tolist()
+        elif series.dtype.kind in "biuf" and isinstance(series.dtype, np.dtype):
+            values = series.to_numpy().tolist()  # plain numpy: ints stay ints
         else:
             values = [_py(v) for v in series.tolist()]
         if missing.any():

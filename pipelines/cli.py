@@ -119,7 +119,7 @@ def _where(settings: Settings) -> str:
 def validate(config: ConfigOption = None, run_date: RunDate = None) -> None:
     """Check the warehouse against the input contract and report what is usable."""
     from features.validation import ContractError, prepare_sources
-    from pipelines.flows import data_horizon
+    from pipelines.dates import data_horizon
 
     settings = _settings(config)
     with open_warehouse(settings) as wh:
@@ -145,7 +145,7 @@ def features(
     """Build the point-in-time feature table for one run date and write it to a file."""
     from features.build import build_features
     from features.validation import prepare_sources
-    from pipelines.flows import as_of_for, data_horizon
+    from pipelines.dates import as_of_for, data_horizon
 
     settings = _settings(config)
     day = _date(run_date)

@@ -9,7 +9,7 @@ config path, dates) so a deployment can pass them.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from models.monitoring import feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
+from pipelines.dates import as_of_for, data_horizon, end_of
 from serving.changes import week_over_week
 from serving.risk_list import write_risk_lists
 from serving.score import score_accounts
@@ -46,23 +47,6 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 _IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _is_transient}
-
-
-def as_of_for(run_date: date) -> datetime:
-    """The observation moment of a run date: its first instant (00:00 UTC)."""
-    return datetime.combine(run_date, time.min)
-
-
-def end_of(run_date: date) -> datetime:
-    """The last instant of ``run_date``."""
-    return datetime.combine(run_date + timedelta(days=1), time.min) - timedelta(microseconds=1)
-
-
-def data_horizon(run_date: date, *, today: date | None = None) -> datetime:
-    """The newest moment the source data may describe: the end of the run date, or of today
-    when re-running a past date (later rows are then legitimate, and the point-in-time feature
-    windows ignore them). Rows beyond it are clock or time-zone errors."""
-    return end_of(max(run_date, today or datetime.now(UTC).date()))
 
 
 def _settings(config: str | None) -> Settings:

@@ -26,7 +26,7 @@ from models.health_audit import HealthAudit, audit_health_score
 from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
 from models.registry import configure_tracking, load_bundle
 from pipelines.config import Settings, open_warehouse
-from pipelines.flows import as_of_for, data_horizon, end_of
+from pipelines.dates import as_of_for, data_horizon, end_of
 from serving.report import build_report
 
 
@@ -104,12 +104,32 @@ def _drift(
             feature_names=bundle.feature_names,
             thresholds=settings.monitoring,
         )
-    scores = None
-    if len(dates) >= 2:
-        scores = prediction_drift(
-            history.at(dates[0]), history.at(dates[-1]), thresholds=settings.monitoring
+    return drift, _score_drift(settings, history)
+
+
+_SCORE_MODELS = {"churn_probability": "churn_model", "expansion_probability": "expansion_model"}
+
+
+def _score_drift(settings: Settings, history: ScoreHistory) -> pd.DataFrame | None:
+    """Each score of the latest week against the first week the same model version scored:
+    a new champion changes the scores on purpose, which is no drift."""
+    latest = history.at(history.run_dates[-1])
+    parts = []
+    for score, model_column in _SCORE_MODELS.items():
+        if score not in latest.columns or latest[score].isna().all():
+            continue
+        model = latest[model_column].iloc[0] if model_column in latest.columns else None
+        same = history.predictions
+        if model is not None:
+            same = same[same[model_column] == model]
+        first = pd.to_datetime(same["run_date"]).min().date()
+        if first == history.run_dates[-1]:
+            continue
+        part = prediction_drift(
+            history.at(first), latest, thresholds=settings.monitoring, columns=[score]
         )
-    return drift, scores
+        parts.append(part.assign(reference_run=first.isoformat(), model=model))
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def _audit(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+# Imported here, before any CliRunner test: Prefect binds its log handlers to the stderr of the
+# moment, and a CliRunner stream is closed by the time the flow tests log to it.
+import prefect  # noqa: F401
 import pytest
 
 
