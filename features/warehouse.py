@@ -164,6 +164,8 @@ class DuckDBWarehouse(Warehouse):
         self.path = str(path)
         self.con = duckdb.connect(self.path, read_only=read_only)
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's own progress bar would interleave with the CLI's status line and Prefect logs.
+        self.con.execute("SET enable_progress_bar = false")
         self.default_schema = "main"
         self._depth = 0
 

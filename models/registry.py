@@ -54,6 +54,10 @@ class ModelRef:
     alias: str | None
     run_id: str
 
+    def __str__(self) -> str:
+        """How scores name their model in the warehouse and the lists: ``churnlens-churn v3``."""
+        return f"{self.name} v{self.version}"
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:

@@ -137,11 +137,34 @@ def _audit(
     report: SourceReport,
     matured: pd.DataFrame | None,
     events: pd.DataFrame,
+    feature_names: list[str],
 ) -> HealthAudit | None:
     if matured is None or matured.empty or "health_scores" not in report.available:
         return None
     health = wh.query("SELECT account_id, scored_at, score, color FROM stg_health_scores")
-    return audit_health_score(matured, churn_events=events, health_history=health)
+    days = sorted(pd.to_datetime(matured["run_date"]).dt.date.unique())
+    features = (
+        build_features(wh, [as_of_for(d) for d in days], available_tables=report.available)
+        if feature_names
+        else None
+    )
+    return audit_health_score(
+        matured,
+        churn_events=events,
+        health_history=health,
+        features=features,
+        feature_names=feature_names,
+    )
+
+
+def _champion_features(settings: Settings) -> list[str]:
+    try:
+        bundle, _ = load_bundle(
+            tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
+        )
+    except LookupError:
+        return []
+    return list(bundle.feature_names)
 
 
 def build_run_report(settings: Settings, run_date: date) -> Path:
@@ -170,7 +193,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 lead_days=labels_cfg.lead_days,
             )
             backtest = backtest_forecast(history.predictions, outcomes, seed=settings.model.seed)
-        audit = _audit(wh, report, matured, events)
+        audit = _audit(wh, report, matured, events, _champion_features(settings))
     latest = history.at(history.run_dates[-1]) if history.run_dates else None
     forecast = (
         forecast_next_period(latest, seed=settings.model.seed)
