@@ -99,15 +99,46 @@ def fit(
     gap = label_gap_days(
         lead_days=labels.lead_days, horizon_days=labels.horizon_days, grace_days=labels.grace_days
     )
-    return train_model(
+    model = settings.model
+    logger = get_run_logger()
+    logger.info(
+        "training %s on %d rows (%d as_of dates): up to %d tuning trials / %.0f s, "
+        "then %d backtest folds and the final fit",
+        target,
+        len(dataset),
+        dataset["as_of"].nunique(),
+        model.tuning.trials,
+        model.tuning.timeout_seconds,
+        model.n_folds,
+    )
+    result = train_model(
         dataset,
         target=target,
-        config=settings.model,
+        config=model,
         gap_days=gap,
         health_available=health_available,
         previous=previous,
         output_dir=settings.data_dir / "evaluation" / target,
     )
+    for line in _training_summary(result):
+        logger.info("%s", line)
+    return result
+
+
+def _training_summary(result: Any) -> list[str]:
+    """What a data scientist wants from the log: time spent, and the latest fold per model."""
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in result.timings.items())
+    lines = [f"{result.target}: {timings}"]
+    latest = result.latest_fold()
+    for name, row in latest.iterrows():
+        lines.append(
+            f"{result.target} latest fold, {name}: PR-AUC {row['pr_auc']:.3f}, "
+            f"ROC-AUC {row['roc_auc']:.3f}, ARR in top 10% {row['arr_captured_top10']:.0%}, "
+            f"ECE {row['ece']:.3f}"
+        )
+    if result.report_path:
+        lines.append(f"{result.target} evaluation report: {result.report_path}")
+    return lines
 
 
 @task(name="log-and-register", cache_policy=NO_CACHE, **_IO_RETRIES)
