@@ -1,7 +1,9 @@
 """The one feature path for training and scoring: point-in-time account features at many dates.
 
 ``build_features`` loads the observation dates into a temporary table, materialises the accounts
-active at each date once (``sql/active_accounts.sql``), then runs one SQL file per feature group
+active at each date once (``sql/active_accounts.sql``) and the usage activity every usage
+feature reads (``sql/usage_days.sql``, ``sql/usage_before.sql``: the events are read there and
+nowhere else, only over the days some window sees), then runs one SQL file per feature group
 (``sql/<group>.sql``), each computing every date in a single pass, and joins the groups on
 ``(account_id, as_of)``. Groups whose source table is absent are left out; the catalog
 (``features/catalog.py``, ``docs/features.md``) defines every column.
@@ -10,7 +12,7 @@ active at each date once (``sql/active_accounts.sql``), then runs one SQL file p
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +25,10 @@ from features.warehouse import Warehouse, quote_ident
 SQL_DIR = Path(__file__).parent / "sql"
 OBS_TABLE = "churnlens_obs_dates"
 ACTIVE_TABLE = "churnlens_active"
+USAGE_DAYS_TABLE = "churnlens_usage_days"
+USAGE_BEFORE_TABLE = "churnlens_usage_before"
+USAGE_WINDOW_DAYS = 90  # the longest usage window (usage.sql); events older than it are not read
+BREADTH_WINDOW_DAYS = 28  # the event-type window (event_types_28d)
 REQUIRED_TABLES = ("accounts", "contracts", "usage_events")
 KEYS = ["account_id", "as_of"]
 
@@ -57,15 +63,16 @@ def load_observation_dates(wh: Warehouse, as_of_dates: Sequence[datetime]) -> No
     wh.create_table_from_frame(frame, OBS_TABLE, temporary=True)
 
 
-def materialize(wh: Warehouse, name: str, select_sql: str) -> None:
-    """Create or replace the session-local table ``name`` from a DuckDB-dialect SELECT."""
+def materialize(wh: Warehouse, name: str, select_sql: str, params: Sequence[object] = ()) -> None:
+    """Create or replace the session-local table ``name`` from a DuckDB-dialect SELECT
+    (``params`` bound to its ``?``)."""
     table = quote_ident(name)
     if wh.dialect == "postgres":
         # pg_temp.: never drop a permanent table of that name on the search path
         wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
-        wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}")
+        wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}", params)
     else:
-        wh.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{select_sql}")
+        wh.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{select_sql}", params)
 
 
 def prepare_active_accounts(wh: Warehouse, as_of_dates: Sequence[datetime]) -> list[datetime]:
@@ -74,6 +81,17 @@ def prepare_active_accounts(wh: Warehouse, as_of_dates: Sequence[datetime]) -> l
     load_observation_dates(wh, dates)
     materialize(wh, ACTIVE_TABLE, read_sql("active_accounts"))
     return dates
+
+
+def prepare_usage(wh: Warehouse, dates: Sequence[datetime]) -> None:
+    """Materialise the usage activity of the events any window can see, (first as_of - 90 days,
+    last as_of], and the last active day before that of the accounts quiet through it, for
+    ``sql/usage.sql``. Needs :func:`prepare_active_accounts` first (``dates`` are its dates)."""
+    floor = min(dates) - timedelta(days=USAGE_WINDOW_DAYS)
+    breadth_floor = min(dates) - timedelta(days=BREADTH_WINDOW_DAYS)
+    days_params = [floor, max(dates), breadth_floor, max(dates)]
+    materialize(wh, USAGE_DAYS_TABLE, read_sql("usage_days"), days_params)
+    materialize(wh, USAGE_BEFORE_TABLE, read_sql("usage_before"), [floor])
 
 
 def build_features(
@@ -90,8 +108,10 @@ def build_features(
             f"build_features needs the required table(s) {missing} (staging views stg_<table>); "
             f"available_tables was {sorted(available_tables)}"
         )
-    prepare_active_accounts(wh, as_of_dates)
+    dates = prepare_active_accounts(wh, as_of_dates)
     groups = groups_for_tables(available_tables)
+    if "usage" in groups:
+        prepare_usage(wh, dates)
     frame = wh.query(read_sql("commercial"))
     for group in groups:
         if group == "commercial":

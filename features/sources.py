@@ -282,6 +282,13 @@ def staging_view(name: str) -> str:
     return f"stg_{name}"
 
 
+def with_duplicates_view(name: str) -> str:
+    """Name of the view of a deduplicating table that keeps its exact duplicates (otherwise as
+    staged), for reads a duplicate cannot change, such as the latest event of an account: they
+    skip the DISTINCT, which on a large table costs more than the scan."""
+    return f"stg_{name}_with_duplicates"
+
+
 @dataclass(frozen=True)
 class SourceLocation:
     """Where one contract table physically is, resolved from configuration."""
@@ -639,8 +646,9 @@ def create_staging_view(
     sources: Mapping[str, SourceLocation] | None = None,
     deduplicate: bool | None = None,
 ) -> bool:
-    """(Re)create the temporary view ``stg_<table>`` for one source. Returns False when the
-    source is absent (see :func:`create_empty_staging_view`).
+    """(Re)create the temporary view ``stg_<table>`` for one source (and, for a table that
+    deduplicates, ``stg_<table>_with_duplicates``). Returns False when the source is absent (see
+    :func:`create_empty_staging_view`).
 
     Types are not checked here: run :func:`features.validation.validate_sources` first (or
     :func:`features.validation.prepare_sources`, which does both), so a bad column gets a message
@@ -650,6 +658,11 @@ def create_staging_view(
     if sql is None:
         return False
     wh.replace_temp_view(staging_view(loc.spec.name), sql)
+    if loc.spec.deduplicate:
+        kept = sql  # staged without the DISTINCT: the same rows
+        if deduplicate is not False:
+            kept = staging_select(wh, loc, sources=sources, deduplicate=False) or sql
+        wh.replace_temp_view(with_duplicates_view(loc.spec.name), kept)
     return True
 
 
@@ -660,3 +673,5 @@ def create_empty_staging_view(wh: Warehouse, spec: TableSpec) -> None:
         f"CAST(NULL AS {SQL_TYPES[c.type]}) AS {quote_ident(c.name)}" for c in spec.columns
     )
     wh.replace_temp_view(staging_view(spec.name), f"SELECT {cols} WHERE 1 = 0")
+    if spec.deduplicate:
+        wh.replace_temp_view(with_duplicates_view(spec.name), f"SELECT {cols} WHERE 1 = 0")
