@@ -402,3 +402,15 @@ def test_no_active_account_gives_empty_frame_with_columns(duck: Warehouse) -> No
     frame = build_features(duck, [datetime(2020, 1, 6)], available_tables=available)
     assert frame.empty and "events_28d" in frame.columns
     assert np.isin(["account_id", "as_of"], frame.columns).all()
+
+
+def test_exact_duplicate_events_change_no_feature(duck: Warehouse) -> None:
+    """The contract drops exact duplicate usage rows; the build reads the de-duplicated view
+    for counts and the raw one only where a copy cannot matter (event types, last activity)."""
+    tables = golden_tables()
+    dates = [AS_OF, AS_OF - days(7)]
+    clean = build_features(duck, dates, available_tables=stage(duck, tables))
+    usage = tables["usage_events"]
+    tables["usage_events"] = pd.concat([usage, usage, usage.head(3)], ignore_index=True)
+    doubled = build_features(duck, dates, available_tables=stage(duck, tables))
+    pd.testing.assert_frame_equal(clean, doubled)
