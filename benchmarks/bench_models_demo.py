@@ -1,229 +1,256 @@
-"""Benchmark: the model stage on the demo warehouse (pipelines.demo_data), churn + expansion.
+"""Benchmark: the model stage on the demo warehouse, through the real pipeline path.
 
-    .venv/bin/python benchmarks/bench_models_demo.py [--accounts 1500] [--threads 2]
-        [--report-dir /tmp/churnlens-demo-report]
+    .venv/bin/python benchmarks/bench_models_demo.py [--accounts 1500] [--demo-seeds 7]
+        [--years 3.0] [--end 2026-11-16] [--config configs/default.yaml] [--targets churn,expansion]
+        [--cache-dir /tmp/churnlens-bench-demo] [--rebuild] [--report-dir DIR]
 
-Until ``features/build.py`` and ``features/labels.py`` exist, this script derives a compact
-point-in-time feature set (~25 columns: usage, support, engagement, surveys, contacts,
-commercial, exported health) and contract-based labels with DuckDB from the demo tables. It
-measures the model stage only and prints the backtest table of every model (LightGBM, health
-score, logistic regression).
+Generates the demo warehouse (``pipelines.demo_data``) into an in-memory DuckDB, stages and
+validates the sources (``features.validation.prepare_sources``), builds the features and labels
+over the weekly observation grid of the config (``features.build.build_features``,
+``features.labels.build_labels``), joins them (``models.dataset.training_frame``) and trains each
+target with the config's ``model`` section (``models.train.train_model``; no MLflow). The
+features and labels are cached as Parquet under ``--cache-dir``, keyed by the demo arguments, the
+observation and label settings and a hash of the feature code, so reruns measure the model stage.
+
+Prints, per target, the rolling-origin backtest of LightGBM, the exported health score and the
+logistic regression on every fold and their mean over folds (PR-AUC, share of the target's ARR
+captured in the top 10 % of accounts by risk, ECE, ROC-AUC, Brier, top-decile lift), then
+whether LightGBM beats both baselines on mean PR-AUC and ARR share with a mean ECE below 0.05.
+With several ``--demo-seeds`` it ends with the same table pooled over every seed's folds: on one
+seed the ARR share of a 4-week fold can hinge on one large account sitting at the 10 % cut.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
-from models.config import ModelConfig, TrackingConfig, TuningConfig
-from models.dataset import label_gap_days, training_frame
-from models.evaluation import metrics_table
-from models.registry import log_and_register
-from models.train import train_model
-from pipelines.demo_data import generate_demo
+from features.build import build_features
+from features.grid import observation_dates
+from features.labels import build_labels
+from features.validation import prepare_sources
+from features.warehouse import DuckDBWarehouse
+from models.dataset import label_gap_days, target_spec, training_frame
+from models.train import HEALTH, LOGISTIC, MODEL, TrainResult, train_model
+from pipelines.config import Settings, load_settings
+from pipelines.demo_data import generate_demo, write_demo
 
-HORIZON, GRACE, LEAD = 90, 30, 0
-
-_SQL = """
-with grid as (
-    select unnest(?::timestamp[]) as as_of
-),
-arr as (
-    select g.as_of, c.account_id, sum(c.arr) as arr, sum(c.seats) as seats,
-           min(date_diff('day', g.as_of::date, c.end_date::date)) as days_to_renewal
-    from grid g join contracts c
-      on c.start_date <= g.as_of and g.as_of < c.end_date
-    group by all
-),
-usage_weekly as (
-    select account_id, date_trunc('week', event_time) as week,
-           count(*) as events, count(distinct user_id) as users,
-           count(distinct event_type) as kinds
-    from usage_events group by all
-),
-usage as (
-    select a.as_of, a.account_id,
-        sum(u.events) filter (where u.week > a.as_of - interval 28 day) as events_28d,
-        max(u.users) filter (where u.week > a.as_of - interval 28 day) as weekly_users_max_28d,
-        avg(u.users) filter (where u.week > a.as_of - interval 28 day) as weekly_users_avg_28d,
-        avg(u.users) filter (where u.week <= a.as_of - interval 28 day) as weekly_users_prev_56d,
-        max(u.kinds) filter (where u.week > a.as_of - interval 28 day) as event_kinds_28d,
-        date_diff('day', max(u.week), max(a.as_of)) as days_since_last_use_week
-    from arr a join usage_weekly u
-      on u.account_id = a.account_id and u.week < a.as_of and u.week > a.as_of - interval 84 day
-    group by all
-),
-tickets as (
-    select a.as_of, a.account_id, count(*) as tickets_90d,
-        count(*) filter (where t.priority = 'p1') as p1_tickets_90d,
-        count(*) filter (where t.escalated) as escalated_tickets_90d,
-        avg(t.csat) as csat_avg_90d
-    from arr a join support_tickets t
-      on t.account_id = a.account_id and t.opened_at <= a.as_of
-     and t.opened_at > a.as_of - interval 90 day
-    group by all
-),
-touches as (
-    select a.as_of, a.account_id, count(*) as csm_touches_90d,
-        count(*) filter (where e.kind in ('qbr', 'ebr')) as business_reviews_90d
-    from arr a join engagement e
-      on e.account_id = a.account_id and e.occurred_at <= a.as_of
-     and e.occurred_at > a.as_of - interval 90 day
-    group by all
-),
-nps as (
-    select a.as_of, a.account_id, avg(s.score) as nps_avg_365d, count(*) as surveys_365d
-    from arr a join surveys s
-      on s.account_id = a.account_id and s.kind = 'nps' and s.responded_at <= a.as_of
-     and s.responded_at > a.as_of - interval 365 day
-    group by all
-),
-contacts as (
-    select a.as_of, a.account_id,
-        count(*) filter (where c.role = 'champion' and c.change = 'left') as champion_left_180d,
-        count(*) filter (where c.role = 'exec_sponsor' and c.change = 'left') as sponsor_left_180d
-    from arr a join contact_changes c
-      on c.account_id = a.account_id and c.changed_at <= a.as_of
-     and c.changed_at > a.as_of - interval 180 day
-    group by all
-),
-health as (
-    select a.as_of, a.account_id, arg_max(h.score, h.scored_at) as health_score,
-        arg_max(h.color, h.scored_at) as health_color
-    from arr a join health_scores h
-      on h.account_id = a.account_id and h.scored_at <= a.as_of
-     and h.scored_at > a.as_of - interval 30 day
-    group by all
-),
-final as (
-    select a.account_id, a.as_of, ac.segment, ac.industry, ac.employees, ac.csm_owner,
-        date_diff('day', ac.created_at::date, a.as_of::date) as tenure_days,
-        a.arr, a.seats, a.days_to_renewal,
-        u.events_28d, u.weekly_users_max_28d, u.weekly_users_avg_28d,
-        u.weekly_users_avg_28d / nullif(u.weekly_users_prev_56d, 0) as users_ratio_28d_vs_prev,
-        u.weekly_users_max_28d / nullif(a.seats, 0) as seat_utilization,
-        u.event_kinds_28d, u.days_since_last_use_week,
-        coalesce(t.tickets_90d, 0) as tickets_90d, coalesce(t.p1_tickets_90d, 0) as p1_tickets_90d,
-        coalesce(t.escalated_tickets_90d, 0) as escalated_tickets_90d, t.csat_avg_90d,
-        coalesce(e.csm_touches_90d, 0) as csm_touches_90d,
-        coalesce(e.business_reviews_90d, 0) as business_reviews_90d,
-        n.nps_avg_365d, coalesce(n.surveys_365d, 0) as surveys_365d,
-        coalesce(c.champion_left_180d, 0) as champion_left_180d,
-        coalesce(c.sponsor_left_180d, 0) as sponsor_left_180d,
-        h.health_score, h.health_color
-    from arr a
-    join accounts ac using (account_id)
-    left join usage u using (as_of, account_id)
-    left join tickets t using (as_of, account_id)
-    left join touches e using (as_of, account_id)
-    left join nps n using (as_of, account_id)
-    left join contacts c using (as_of, account_id)
-    left join health h using (as_of, account_id)
-)
-select * from final
-"""
-
-_LABELS = """
-with grid as (select unnest(?::timestamp[]) as as_of),
-arr_at as (
-    select g.as_of, c.account_id,
-        sum(c.arr) filter (where c.start_date <= g.as_of and g.as_of < c.end_date) as arr_at_as_of,
-        max(c.end_date) filter (where c.start_date <= g.as_of and g.as_of < c.end_date)
-            as last_end,
-        sum(c.arr) filter (where c.start_date <= g.as_of + to_days(?)
-                           and g.as_of + to_days(?) < c.end_date) as arr_at_horizon,
-        sum(c.arr) filter (where c.start_date <= g.as_of + to_days(?)
-                           and g.as_of + to_days(?) < c.end_date) as arr_after_grace
-    from grid g join contracts c on c.account_id is not null
-    group by all
-),
-final as (
-    select account_id, as_of, arr_at_as_of, coalesce(arr_at_horizon, 0) as arr_at_horizon,
-        case when as_of + to_days(?) > ? then null
-             when coalesce(arr_after_grace, 0) = 0
-                  and last_end <= as_of + to_days(?) then 1 else 0 end as churned,
-        case when as_of + to_days(?) > ? then null
-             when coalesce(arr_at_horizon, 0) >= 1.1 * arr_at_as_of then 1 else 0 end as expanded,
-        0 as contracted
-    from arr_at where arr_at_as_of > 0
-)
-select * from final
-"""
+COLUMNS = {
+    "pr_auc": "PR-AUC",
+    "arr_captured_top10": "ARR top10%",
+    "ece": "ECE",
+    "roc_auc": "ROC-AUC",
+    "brier": "Brier",
+    "top_decile_lift": "lift@10%",
+}
+MODELS = (MODEL, LOGISTIC, HEALTH)
+MAX_ECE = 0.05
+_FEATURE_CODE = ("features/sql/*.sql", "features/*.py", "pipelines/demo*.py")
 
 
-def demo_dataset(n_accounts: int, end: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    demo = generate_demo(n_accounts=n_accounts, seed=7, end=end)
-    con = duckdb.connect()
-    for name, frame in demo.tables.items():
-        con.register(name, frame)
-    grid = list(pd.date_range(end - pd.Timedelta(days=540), end, freq="W-MON"))
-    features = con.execute(_SQL, [grid]).df()
-    horizon, full = LEAD + HORIZON, LEAD + HORIZON + GRACE
-    data_end = pd.Timestamp(end)
-    labels = con.execute(
-        _LABELS, [grid, horizon, horizon, full, full, full, data_end, horizon, horizon, data_end]
-    ).df()
-    for col in ("churned", "expanded", "contracted"):
-        labels[col] = labels[col].astype("Int64")
+def end_of(day: date) -> datetime:
+    """The last instant of ``day`` (the pipeline's data horizon for a run on that date)."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time()) - timedelta(
+        microseconds=1
+    )
+
+
+def demo_panel(
+    settings: Settings, *, accounts: int, seed: int, years: float, end: date
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """(features, labels, timings) of the demo warehouse over the config's observation grid,
+    built exactly as ``pipelines.flows.train`` builds them."""
+    clock = time.perf_counter()
+    data = generate_demo(n_accounts=accounts, seed=seed, end=end, years=years)
+    timings = {"generate_s": time.perf_counter() - clock}
+    obs = settings.features.observation
+    grid = observation_dates(
+        end - timedelta(days=obs.history_days), end, frequency=obs.frequency, weekday=obs.weekday
+    )
+    with DuckDBWarehouse(":memory:") as wh:
+        write_demo(wh, data)
+        report = prepare_sources(wh, settings.warehouse, reference_time=end_of(end))
+        timings["stage_s"] = time.perf_counter() - clock - sum(timings.values())
+        features = build_features(wh, grid, available_tables=report.available)
+        timings["features_s"] = time.perf_counter() - clock - sum(timings.values())
+        labels = build_labels(wh, grid, config=settings.features.labels, data_end=end_of(end))
+        timings["labels_s"] = time.perf_counter() - clock - sum(timings.values())
+    return features, labels, timings
+
+
+def cache_key(settings: Settings, *, accounts: int, seed: int, years: float, end: date) -> str:
+    """Changes with the demo arguments, the observation/label settings or the feature code."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    digest.update(json.dumps([accounts, seed, years, end.isoformat()]).encode())
+    digest.update(settings.features.model_dump_json().encode())
+    for pattern in _FEATURE_CODE:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_panel(
+    settings: Settings,
+    *,
+    accounts: int,
+    seed: int,
+    years: float,
+    end: date,
+    cache_dir: Path,
+    rebuild: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    key = cache_key(settings, accounts=accounts, seed=seed, years=years, end=end)
+    paths = [cache_dir / f"demo-{accounts}-s{seed}-{key}-{part}.parquet" for part in ("f", "l")]
+    clock = time.perf_counter()
+    if not rebuild and all(p.exists() for p in paths):
+        features, labels = (pd.read_parquet(p) for p in paths)
+        print(f"cached panel {paths[0].name} read in {time.perf_counter() - clock:.1f} s")
+        return features, labels
+    features, labels, timings = demo_panel(
+        settings, accounts=accounts, seed=seed, years=years, end=end
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(paths[0], index=False)
+    labels.to_parquet(paths[1], index=False)
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+    print(f"built panel in {time.perf_counter() - clock:.1f} s ({steps}) -> {cache_dir}")
     return features, labels
+
+
+def fold_table(result: TrainResult) -> pd.DataFrame:
+    """Metrics per fold and model, then the mean over folds (fold = 'mean')."""
+    backtest = result.backtest[result.backtest["model"].isin(MODELS)]
+    per_fold = backtest[["fold", "model", *COLUMNS]].astype({"fold": str})
+    mean = backtest.groupby("model", as_index=False)[list(COLUMNS)].mean().assign(fold="mean")
+    table = pd.concat([per_fold, mean[per_fold.columns]], ignore_index=True)
+    order = {m: i for i, m in enumerate(MODELS)}
+    table = table.sort_values(
+        ["fold", "model"], key=lambda s: s.map(order) if s.name == "model" else s
+    )
+    return table.rename(columns=COLUMNS).set_index(["fold", "model"]).round(4)
+
+
+def verdict(backtest: pd.DataFrame) -> str:
+    """Whether the booster beats every baseline on PR-AUC and ARR share averaged over the folds
+    of ``backtest``, with an ECE below 0.05."""
+    mean = backtest.groupby("model")[list(COLUMNS)].mean()
+    ours = mean.loc[MODEL]
+    lines = []
+    for baseline in (b for b in (LOGISTIC, HEALTH) if b in mean.index):
+        for metric in ("pr_auc", "arr_captured_top10"):
+            won = ours[metric] > mean.loc[baseline, metric]
+            lines.append(
+                f"{'beats ' if won else 'LOSES to'} {baseline} on {COLUMNS[metric]}: "
+                f"{ours[metric]:.4f} vs {mean.loc[baseline, metric]:.4f}"
+            )
+    ok = ours["ece"] < MAX_ECE
+    lines.append(f"ECE {ours['ece']:.4f} {'<' if ok else '>='} {MAX_ECE}")
+    return "\n".join(lines)
+
+
+def run_target(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    target: str,
+    settings: Settings,
+    report_dir: Path | None,
+) -> pd.DataFrame:
+    """Train ``target``, print its backtest, return the backtest rows."""
+    clock = time.perf_counter()
+    spec = target_spec(target)
+    dataset = training_frame(features, labels, target=target)
+    lab = settings.features.labels
+    gap = label_gap_days(
+        lead_days=lab.lead_days, horizon_days=lab.horizon_days, grace_days=lab.grace_days
+    )
+    result = train_model(
+        dataset,
+        target=target,
+        config=settings.model,
+        gap_days=gap,
+        output_dir=report_dir / target if report_dir else None,
+    )
+    calibrator = result.bundle.calibrator
+    print(
+        f"\n== {target}: {len(dataset):,} labelled rows, {dataset['account_id'].nunique()} "
+        f"accounts, positive rate {dataset[spec.label].mean():.3f}; trained in "
+        f"{time.perf_counter() - clock:.1f} s "
+        f"({', '.join(f'{k} {v:.1f}' for k, v in result.timings.items())})"
+    )
+    print(
+        f"final booster: {result.bundle.params['num_boost_round']} trees, calibration "
+        f"{calibrator.method if calibrator else 'none'}; tuning {result.tuning}"
+    )
+    print(pd.DataFrame(result.dataset_info["folds"]).to_string(index=False))
+    print(fold_table(result).to_string())
+    print(verdict(result.backtest))
+    return result.backtest.assign(target=target)
+
+
+def pooled_summary(backtests: pd.DataFrame) -> None:
+    """Mean over every (seed, fold) per target and model, with the verdict on the pooled means."""
+    for target, rows in backtests.groupby("target", sort=False):
+        rows = rows[rows["model"].isin(MODELS)]
+        n = rows[["seed", "fold"]].drop_duplicates().shape[0]
+        table = rows.groupby("model")[list(COLUMNS)].mean().rename(columns=COLUMNS)
+        seeds = sorted(int(s) for s in rows["seed"].unique())
+        print(f"\n== {target}: mean over {n} folds of demo seeds {seeds}")
+        print(table.reindex([m for m in MODELS if m in table.index]).round(4).to_string())
+        print(verdict(rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1500)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument(
-        "--mlflow-dir", type=Path, default=None, help="also log and register into this data dir"
+        "--demo-seeds", default="7", help="comma-separated; several add a pooled summary"
     )
+    parser.add_argument("--years", type=float, default=None, help="default: demo.years")
+    parser.add_argument("--end", type=date.fromisoformat, default=date(2026, 11, 16))
+    parser.add_argument("--config", type=Path, default=None, help="default: configs/default.yaml")
+    parser.add_argument("--targets", default=None, help="comma-separated; default: model.targets")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/churnlens-bench-demo"))
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached panel")
+    parser.add_argument("--report-dir", type=Path, default=None)
     args = parser.parse_args()
-    clock = time.perf_counter()
-    features, labels = demo_dataset(args.accounts, date(2026, 11, 23))
-    print(
-        f"demo features {features.shape}, labels {labels.shape} in "
-        f"{time.perf_counter() - clock:.1f} s"
-    )
-    config = ModelConfig(
-        num_threads=args.threads, tuning=TuningConfig(trials=args.trials, timeout_seconds=60)
-    )
-    gap = label_gap_days(lead_days=LEAD, horizon_days=HORIZON, grace_days=GRACE)
+    pd.set_option("display.width", 200)
     total = time.perf_counter()
-    for target in config.targets:
-        start = time.perf_counter()
-        dataset = training_frame(features, labels, target=target)
-        result = train_model(
-            dataset, target=target, config=config, gap_days=gap, output_dir=args.report_dir
+    settings = load_settings([args.config] if args.config else None)
+    years = args.years or settings.demo.years
+    targets = args.targets.split(",") if args.targets else settings.model.targets
+    backtests, train_seconds = [], 0.0
+    for seed in (int(s) for s in args.demo_seeds.split(",")):
+        features, labels = cached_panel(
+            settings,
+            accounts=args.accounts,
+            seed=seed,
+            years=years,
+            end=args.end,
+            cache_dir=args.cache_dir,
+            rebuild=args.rebuild,
         )
         print(
-            f"\n== {target}: {len(dataset)} labelled rows, positive rate "
-            f"{dataset[target_label(target)].mean():.3f}, {time.perf_counter() - start:.1f} s; "
-            f"trees {result.bundle.params['num_boost_round']}, calibration "
-            f"{result.bundle.calibrator.method if result.bundle.calibrator else 'none'}"
+            f"demo: {args.accounts} accounts, seed {seed}, {years} years to {args.end}; "
+            f"features {features.shape}, labels {labels.shape}"
         )
-        print("timings:", {k: round(v, 1) for k, v in result.timings.items()}, result.tuning)
-        print(pd.DataFrame(result.dataset_info["folds"]).to_string(index=False))
-        print(metrics_table(result).T.to_string())
-        if args.mlflow_dir is not None:
-            start = time.perf_counter()
-            registered = log_and_register(
-                result,
-                tracking=TrackingConfig(),
-                data_dir=args.mlflow_dir,
-                run_name=f"bench-{target}",
-                dataset_info={},
-            )
-            print(f"logged + registered in {time.perf_counter() - start:.1f} s: {registered}")
-    print(f"\nboth targets: {time.perf_counter() - total:.1f} s on {args.threads} threads")
-
-
-def target_label(target: str) -> str:
-    return {"churn": "churned", "expansion": "expanded"}[target]
+        clock = time.perf_counter()
+        for target in targets:
+            backtest = run_target(features, labels, target, settings, args.report_dir)
+            backtests.append(backtest.assign(seed=seed))
+        train_seconds += time.perf_counter() - clock
+    if len(args.demo_seeds.split(",")) > 1:
+        pooled_summary(pd.concat(backtests, ignore_index=True))
+    print(
+        f"\ntraining {train_seconds:.1f} s, total {time.perf_counter() - total:.1f} s on "
+        f"{settings.model.num_threads} LightGBM threads"
+    )
 
 
 if __name__ == "__main__":

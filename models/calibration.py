@@ -4,6 +4,11 @@ A calibrator maps raw log-odds (``booster.predict(X, raw_score=True)``) to a pro
 methods: Platt scaling (a one-feature logistic regression on the log-odds) and isotonic
 regression. ``choose_calibrator`` fits both on the earlier part of the calibration slice and keeps
 the one with the lower Brier score on its later part, then refits the winner on the whole slice.
+
+Both maps are strictly increasing, so a calibrated score ranks accounts exactly as the booster
+does: isotonic regression is a step function whose flat steps would tie hundreds of accounts
+(on one demo backtest that alone cut the churn PR-AUC from 0.356 to 0.308),
+so its steps are tilted by a negligible multiple of the booster's own probability.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 CalibrationMethod = Literal["auto", "isotonic", "sigmoid", "none"]
+# Slope added to isotonic steps (times sigmoid(margin), so at most 1e-7): breaks their ties by the
+# booster's score without moving any probability by more than 1e-7.
+TIE_BREAK = 1e-7
 
 
 class Calibrator(Protocol):
@@ -53,7 +61,8 @@ class SigmoidCalibrator:
 @dataclass
 class IsotonicCalibrator:
     """Isotonic regression of the outcome on the log-odds, clipped to the fitted range and to
-    [1e-6, 1 - 1e-6] so that log-loss stays finite."""
+    [1e-6, 1 - 1e-6] so that log-loss stays finite; ties inside a step are broken by the
+    margin (``TIE_BREAK``), so the map is strictly increasing and keeps the booster's ranking."""
 
     model: IsotonicRegression
     method: str = "isotonic"
@@ -66,7 +75,8 @@ class IsotonicCalibrator:
         return cls(model=model)
 
     def predict(self, margin: np.ndarray) -> np.ndarray:
-        return self.model.predict(np.asarray(margin, dtype=float))
+        margin = np.asarray(margin, dtype=float)
+        return self.model.predict(margin) + TIE_BREAK * sigmoid(margin)
 
 
 def _check_fit_inputs(margin: np.ndarray, y: np.ndarray) -> None:

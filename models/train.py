@@ -1,9 +1,16 @@
 """Train one target: tune, backtest against baselines on rolling-origin folds, fit the final bundle.
 
-Every model — per fold and final — goes through :func:`fit_bundle`: the booster learns on the
-earlier part of its window, early-stops on the latest ``validation_fraction`` of as_of dates
-(purged by the label gap), and the calibrator is fitted on that same later slice, which the
-booster never trained on.
+Every model — per fold and final — goes through :func:`fit_bundle`: a selection booster learns on
+the earlier part of its window and early-stops on the latest ``validation_fraction`` of as_of
+dates (purged by the label gap); the calibrator is fitted on its margins on that later slice,
+which it never trained on. With ``model.refit`` (the default) the booster that ships is then
+retrained with the same parameters and number of trees on the whole window.
+
+Why refit: the purge costs lead + horizon + grace days of as_of dates, so on 18 months of weekly
+rows the selection booster fits only the oldest 22-36 % of a fold's rows (on the 2.5-year demo,
+seed 7: 57-85 churned accounts against the 131-165 the logistic baseline learns from) and nothing
+from the latest months. The calibrator is applied to the refit booster's margins; the backtest's
+ECE (measured on test windows neither booster saw) is the check that this transfer holds.
 """
 
 from __future__ import annotations
@@ -97,7 +104,9 @@ def fit_bundle(
     config: ModelConfig,
     gap_days: int,
 ) -> ModelBundle:
-    """Fit booster + calibrator on one training window (rows of ``frame``)."""
+    """Fit booster + calibrator on one training window (rows of ``frame``): early stopping and
+    calibration on the window's latest slice, then (``config.refit``) the shipped booster is
+    retrained on the whole window with the early-stopped number of trees."""
     label = target_spec(target).label
     levels = categorical_levels(frame, categorical_columns(frame, features))
     fit_rows, valid_rows = inner_split(
@@ -119,11 +128,20 @@ def fit_bundle(
     calibrator, scores = choose_calibrator(
         margin, valid[label].to_numpy(), method=config.calibration
     )
+    booster_rows = fit
+    if config.refit:
+        booster_rows = frame
+        booster = lgb.train(
+            params,
+            lgb.Dataset(prepare_matrix(frame, features, levels), frame[label].to_numpy()),
+            num_boost_round=booster.num_trees(),
+        )
     used = {
         **params,
         "num_boost_round": booster.num_trees(),
         "gap_days": gap_days,
-        "booster_fit_end": pd.Timestamp(fit["as_of"].max()).isoformat(),
+        "refit": config.refit,
+        "booster_fit_end": pd.Timestamp(booster_rows["as_of"].max()).isoformat(),
         "calibration_start": pd.Timestamp(valid["as_of"].min()).isoformat(),
     }
     metrics = {f"calibration_brier_{k}": v for k, v in scores.items()}

@@ -2,11 +2,13 @@
 
 The search runs on data before the first backtest test window, so the backtest stays honest.
 Each trial trains with early stopping on the later validation slice and is scored by its
-validation log-loss.
+validation log-loss. The search space is centred on the configured parameters (trial 0 is exactly
+them), so a config that moves a parameter moves the search with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightgbm as lgb
@@ -15,17 +17,55 @@ import pandas as pd
 
 from models.config import ModelConfig
 
+# LightGBM's own defaults: the centre of the search for a parameter the config leaves out
+LIGHTGBM_DEFAULTS = {
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "lambda_l2": 0.0,
+}
 
-def _suggest(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 7, 31, log=True),
-        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 50, 500, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "bagging_freq": 1,
-        "lambda_l2": trial.suggest_float("lambda_l2", 0.1, 30.0, log=True),
-    }
+# name -> (kind, how far the search reaches from the configured value)
+#   "log"/"log_int": [value / reach, value * reach] on a log scale; "share": [min(reach, value), 1]
+_SEARCH: dict[str, tuple[str, float]] = {
+    "learning_rate": ("log", 2.5),
+    "num_leaves": ("log_int", 2.0),
+    "min_data_in_leaf": ("log_int", 4.0),
+    "feature_fraction": ("share", 0.5),
+    "bagging_fraction": ("share", 0.5),
+    "lambda_l2": ("log", 10.0),
+}
+_LOWEST = {"num_leaves": 2, "min_data_in_leaf": 1}  # LightGBM's own lower bounds
+
+
+def search_space(params: Mapping[str, Any]) -> dict[str, tuple[float, float, bool]]:
+    """``name -> (low, high, log)`` around each configured value (LightGBM's default where the
+    config leaves it out); every configured value lies inside its range."""
+    space = {}
+    for name, (kind, reach) in _SEARCH.items():
+        value = float(params.get(name, LIGHTGBM_DEFAULTS[name]))
+        if kind == "share":
+            space[name] = (min(reach, value), 1.0, False)
+        elif value <= 0:  # lambda_l2 = 0: no log scale through zero
+            space[name] = (0.0, reach, False)
+        elif kind == "log_int":
+            low = max(_LOWEST[name], int(value // reach))
+            space[name] = (low, max(low + 1, round(value * reach)), True)
+        else:
+            space[name] = (value / reach, value * reach, True)
+    return space
+
+
+def _suggest(trial: optuna.Trial, space: dict[str, tuple[float, float, bool]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (low, high, log) in space.items():
+        if _SEARCH[name][0] == "log_int":
+            out[name] = trial.suggest_int(name, int(low), int(high), log=log)
+        else:
+            out[name] = trial.suggest_float(name, low, high, log=log)
+    return out | {"bagging_freq": 1}
 
 
 def tune_params(
@@ -47,9 +87,10 @@ def tune_params(
     valid_set = lgb.Dataset(
         valid_X, valid_y, params=dataset_params, reference=train_set, free_raw_data=False
     )
+    space = search_space(config.params)
 
     def objective(trial: optuna.Trial) -> float:
-        params = base_params | _suggest(trial)
+        params = base_params | dict(config.params) | _suggest(trial, space)
         booster = lgb.train(
             params,
             train_set,
@@ -63,8 +104,10 @@ def tune_params(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=config.seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    defaults = {k: v for k, v in config.params.items() if k in _suggest_names()}
-    study.enqueue_trial(defaults, skip_if_exists=True)
+    study.enqueue_trial(
+        {name: config.params.get(name, LIGHTGBM_DEFAULTS[name]) for name in space},
+        skip_if_exists=True,
+    )
     study.optimize(objective, n_trials=config.tuning.trials, timeout=config.tuning.timeout_seconds)
     best = dict(config.params) | study.best_params | {"bagging_freq": 1}
     summary = {
@@ -74,14 +117,3 @@ def tune_params(
         "best_iteration": study.best_trial.user_attrs.get("best_iteration"),
     }
     return best, summary
-
-
-def _suggest_names() -> set[str]:
-    return {
-        "learning_rate",
-        "num_leaves",
-        "min_data_in_leaf",
-        "feature_fraction",
-        "bagging_fraction",
-        "lambda_l2",
-    }

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from models.calibration import brier, choose_calibrator, fit_calibrator
 
@@ -26,11 +27,31 @@ def test_calibration_improves_brier_on_held_out_data(method):
     assert np.all((p >= 0) & (p <= 1))
 
 
-def test_calibrators_are_monotone():
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibrators_are_strictly_increasing(method):
     margin, y = _overconfident(2000, seed=3)
-    grid = np.linspace(-10, 10, 201)
-    for method in ("sigmoid", "isotonic"):
-        assert np.all(np.diff(fit_calibrator(method, margin, y).predict(grid)) >= 0)
+    grid = np.linspace(-10, 10, 201)  # reaches past the fitted range on both sides
+    assert np.all(np.diff(fit_calibrator(method, margin, y).predict(grid)) > 0)
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic", "auto"])
+def test_calibration_keeps_the_ranking_of_held_out_scores(method):
+    margin, y = _overconfident(3000, seed=4)
+    held_margin, held_y = _overconfident(3000, seed=5)
+    calibrator, _ = choose_calibrator(margin, y, method=method)
+    p = calibrator.predict(held_margin)
+    assert len(np.unique(p)) == len(np.unique(held_margin))
+    np.testing.assert_array_equal(
+        np.argsort(p, kind="stable"), np.argsort(held_margin, kind="stable")
+    )
+    assert average_precision_score(held_y, p) == average_precision_score(held_y, held_margin)
+
+
+def test_isotonic_tie_break_moves_probabilities_by_at_most_1e_7():
+    margin, y = _overconfident(2000, seed=6)
+    calibrator = fit_calibrator("isotonic", margin, y)
+    steps = calibrator.model.predict(margin)
+    assert np.max(np.abs(calibrator.predict(margin) - steps)) <= 1e-7
 
 
 def test_single_class_slice_is_refused_with_advice():

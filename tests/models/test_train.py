@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 
 from models.config import ModelConfig, TuningConfig
-from models.dataset import NON_FEATURE_COLUMNS, training_frame
-from models.train import CHAMPION, HEALTH, LOGISTIC, MODEL, train_model
+from models.dataset import NON_FEATURE_COLUMNS, feature_columns, training_frame
+from models.train import (
+    CHAMPION,
+    HEALTH,
+    LOGISTIC,
+    MODEL,
+    base_params,
+    fit_bundle,
+    train_model,
+)
 from tests.models.conftest import make_panel
 
 GAP = 28
@@ -77,9 +85,16 @@ def test_same_seed_gives_identical_scores(dataset, result):
     pd.testing.assert_frame_equal(again.backtest, result.backtest)
 
 
-@pytest.mark.parametrize(("validation_fraction", "in_sample"), [(0.2, False), (0.05, True)])
-def test_previous_champion_is_scored_on_the_same_folds(dataset, validation_fraction, in_sample):
-    config = _config(tuning=TuningConfig(trials=0), validation_fraction=validation_fraction)
+@pytest.mark.parametrize(
+    ("refit", "validation_fraction", "in_sample"),
+    [(False, 0.2, False), (False, 0.05, True), (True, 0.2, True)],
+)
+def test_previous_champion_is_scored_on_the_same_folds(
+    dataset, refit, validation_fraction, in_sample
+):
+    config = _config(
+        tuning=TuningConfig(trials=0), validation_fraction=validation_fraction, refit=refit
+    )
     champion = train_model(dataset, target="churn", config=config, gap_days=GAP).bundle
     again = train_model(dataset, target="churn", config=_config(), gap_days=GAP, previous=champion)
     rows = again.backtest[again.backtest["model"] == CHAMPION]
@@ -88,6 +103,29 @@ def test_previous_champion_is_scored_on_the_same_folds(dataset, validation_fract
     fit_end = pd.Timestamp(champion.params["booster_fit_end"])
     expected = fit_end >= rows["test_start"] - pd.Timedelta(days=GAP)
     assert rows["champion_in_sample"].tolist() == expected.tolist() == [in_sample, in_sample]
+
+
+def test_refit_ships_a_booster_trained_on_the_whole_window(dataset):
+    features = feature_columns(dataset)
+    fitted = {}
+    for refit in (False, True):
+        config = _config(refit=refit)
+        params = base_params(config) | dict(config.params)
+        fitted[refit] = fit_bundle(
+            dataset, target="churn", features=features, params=params, config=config, gap_days=GAP
+        )
+    early, whole = fitted[False].params, fitted[True].params
+    calibration_start = pd.Timestamp(early["calibration_start"])
+    assert pd.Timestamp(early["booster_fit_end"]) < calibration_start - pd.Timedelta(days=GAP)
+    assert pd.Timestamp(whole["booster_fit_end"]) == dataset["as_of"].max()
+    # same number of trees and the same calibrator, fitted on the held-out slice
+    assert whole["num_boost_round"] == early["num_boost_round"]
+    assert whole["calibration_start"] == early["calibration_start"]
+    grid = np.linspace(-6, 2, 50)
+    calibrated = {k: b.calibrator.predict(grid) for k, b in fitted.items()}
+    np.testing.assert_array_equal(calibrated[True], calibrated[False])
+    margin = {k: b.predict_margin(dataset) for k, b in fitted.items()}
+    assert not np.allclose(margin[True], margin[False])
 
 
 def test_no_health_column_means_no_health_baseline(dataset):
