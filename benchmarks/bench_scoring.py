@@ -23,6 +23,7 @@ import pandas as pd
 
 from features.warehouse import DuckDBWarehouse
 from models.bundle import ModelBundle, prepare_matrix
+from models.config import ModelConfig
 from serving.changes import week_over_week
 from serving.config import ServingConfig
 from serving.reasons import explain, resolve_specs
@@ -87,7 +88,9 @@ def make_frame(n: int, n_numeric: int, seed: int) -> tuple[pd.DataFrame, dict[st
     return frame, specs
 
 
-def train(frame: pd.DataFrame, features: list[str], levels: dict, *, trees: int, threads: int):
+def train(
+    frame: pd.DataFrame, features: list[str], levels: dict, *, trees: int, threads: int, leaves: int
+):
     rng = np.random.default_rng(1)
     sample = frame.sample(n=min(len(frame), 30_000), random_state=0)
     X = prepare_matrix(sample, features, levels)
@@ -97,7 +100,7 @@ def train(frame: pd.DataFrame, features: list[str], levels: dict, *, trees: int,
     y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
     params = {
         "objective": "binary",
-        "num_leaves": 15,  # as models.config's defaults: TreeSHAP cost grows with depth^2
+        "num_leaves": leaves,  # TreeSHAP cost grows with depth^2
         "min_data_in_leaf": 200,
         "learning_rate": 0.05,
         "num_threads": threads,
@@ -133,6 +136,12 @@ def main() -> None:
     )
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--leaves",
+        type=int,
+        default=ModelConfig().params["num_leaves"],
+        help="num_leaves (default: the project's model default)",
+    )
     args = parser.parse_args()
     n = args.accounts
     frame, specs = make_frame(n, args.features, seed=0)
@@ -143,10 +152,13 @@ def main() -> None:
     }
     features = [*[s for s in specs if s not in levels], *levels]
     t0 = time.perf_counter()
-    bundle = train(frame, features, levels, trees=args.trees, threads=args.threads)
+    bundle = train(
+        frame, features, levels, trees=args.trees, threads=args.threads, leaves=args.leaves
+    )
     print(
         f"{n:,} accounts x {len(features)} features, {bundle.booster.num_trees()} trees "
-        f"(trained in {time.perf_counter() - t0:.1f} s), {args.threads} threads\n"
+        f"(trained in {time.perf_counter() - t0:.1f} s), {args.leaves} leaves, "
+        f"{args.threads} threads\n"
     )
     config = ServingConfig()
     results: list = []
