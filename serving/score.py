@@ -232,16 +232,29 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def _summaries(churn_reasons: pd.DataFrame) -> pd.DataFrame:
     """Per account: raising sentences, lowering sentences, raising features (rank order)."""
-    ordered = churn_reasons.sort_values(["account_id", "rank"], kind="stable")
-    raises = ordered[ordered["direction"] == "raises"].groupby("account_id", sort=False)
-    lowers = ordered[ordered["direction"] == "lowers"].groupby("account_id", sort=False)
+    raises = churn_reasons[churn_reasons["direction"] == "raises"]
+    lowers = churn_reasons[churn_reasons["direction"] == "lowers"]
     return pd.DataFrame(
         {
-            "top_reasons": raises["sentence"].agg("; ".join),
-            "protective_factors": lowers["sentence"].agg("; ".join),
-            "churn_reason_features": raises["feature"].agg("|".join),
+            "top_reasons": _joined(raises, "sentence", "; "),
+            "protective_factors": _joined(lowers, "sentence", "; "),
+            "churn_reason_features": _joined(raises, "feature", "|"),
         }
     )
+
+
+def _joined(reasons: pd.DataFrame, column: str, sep: str) -> pd.Series:
+    """``column`` of each account's reasons joined in rank order. One column per rank and
+    vectorised concatenation: a groupby with a Python join per account took seconds at 100k."""
+    wide = reasons.pivot(index="account_id", columns="rank", values=column).sort_index(axis=1)
+    if wide.empty:
+        return pd.Series(dtype=object)
+    out = wide.iloc[:, 0].astype(object)
+    for rank in wide.columns[1:]:
+        nxt = wide[rank]
+        out = out.where(nxt.isna(), out.fillna("") + sep + nxt.astype(object))
+    out.index.name = "account_id"
+    return out.astype(object)
 
 
 def green_churn_flag(predictions: pd.DataFrame, config: GreenChurnConfig) -> pd.Series:
