@@ -424,5 +424,33 @@ def _report(settings: Settings, run_date: date) -> Path:
         return build_run_report(settings, run_date)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def _user_error(exc: BaseException) -> bool:
+    """Errors whose message says what to fix: printed alone, without a traceback."""
+    from features.validation import ContractError
+    from features.warehouse import WarehouseError
+    from models.backtest import SplitError
+    from models.bundle import FeatureMismatchError, LibraryVersionError
+    from models.registry import RegistryError
+
+    known = (
+        ConfigError,
+        ContractError,
+        WarehouseError,
+        SplitError,
+        FeatureMismatchError,
+        LibraryVersionError,
+        RegistryError,
+    )
+    return isinstance(exc, known)
+
+
+def main() -> None:
+    """Console entry point: a known user error exits 1 with its message, anything else keeps
+    its traceback (that is a bug to report)."""
+    try:
+        app()
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
+        console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
+        raise SystemExit(1) from None

@@ -22,7 +22,7 @@ from features.grid import observation_dates
 from features.labels import build_labels, censoring_summary
 from features.validation import ContractError, SourceReport, prepare_sources
 from features.warehouse import Warehouse
-from models.bundle import FeatureMismatchError, ModelBundle
+from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import label_gap_days, training_frame
 from models.monitoring import feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
@@ -39,7 +39,9 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry I/O failures, never a broken contract or configuration: those need a person."""
     try:
         state.result()
-    except (ContractError, ConfigError, FeatureMismatchError, ValueError):
+    except (ContractError, ConfigError, FeatureMismatchError, LibraryVersionError, LookupError):
+        return False  # LookupError: no model under that alias (RegistryError)
+    except ValueError:
         return False
     except Exception:
         return True

@@ -64,3 +64,37 @@ def test_validate_prints_offending_rows_verbatim(tmp_path) -> None:
     assert result.exit_code == 1, result.output
     assert "contracts" in result.output and "arr" in result.output
     assert "[red]neg[/red]" in result.output
+
+
+def test_main_prints_a_known_error_without_traceback(tmp_path, monkeypatch, capsys) -> None:
+    from pipelines.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    monkeypatch.setattr("sys.argv", ["churnlens", "models", "list", "--config", str(config)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "RegistryError: no registered versions" in out
+    assert "Traceback" not in out
+
+
+class _Failed:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def result(self) -> None:
+        raise self.exc
+
+
+def test_flow_tasks_retry_only_what_a_retry_can_heal() -> None:
+    from features.validation import ContractError
+    from features.warehouse import WarehouseError
+    from models.registry import RegistryError
+    from pipelines.flows import _is_transient
+
+    assert _is_transient(None, None, _Failed(WarehouseError("connection reset")))
+    assert _is_transient(None, None, _Failed(OSError("disk busy")))
+    for permanent in (ContractError([]), RegistryError("no champion"), ValueError("bad")):
+        assert not _is_transient(None, None, _Failed(permanent))
