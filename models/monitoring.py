@@ -20,6 +20,9 @@ from sklearn.metrics import roc_auc_score
 _EPS = 1e-4  # floor for an empty bin's share, so PSI stays finite
 
 
+ALERTING = ("warn", "alert")  # statuses that warn; "ok" and "excluded" do not
+
+
 class MonitoringConfig(BaseModel):
     """Thresholds that turn drift numbers into ok / warn / alert."""
 
@@ -33,6 +36,11 @@ class MonitoringConfig(BaseModel):
     prediction_psi_warn: float = Field(0.1, gt=0, description="PSI of the scores that warns")
     prediction_psi_alert: float = Field(0.25, gt=0, description="PSI of the scores that alerts")
     bins: int = Field(10, ge=2, le=100, description="quantile bins for numeric PSI")
+    exclude_features: tuple[str, ...] = Field(
+        (),
+        description="features still measured but never warned about (status 'excluded'): "
+        "ones that drift by construction, such as tenure as the book ages",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MonitoringConfig:
@@ -148,6 +156,8 @@ def feature_drift(
         missing_moved = abs(miss_cur - miss_ref) >= thresholds.missing_rate_change
         if status == "ok" and missing_moved:
             status = "warn"
+        if name in thresholds.exclude_features:
+            status = "excluded"
         rows.append(
             {
                 "feature": name,
@@ -163,7 +173,7 @@ def feature_drift(
 
 
 def _sorted_by_status(frame: pd.DataFrame) -> pd.DataFrame:
-    rank = frame["status"].map({"alert": 0, "warn": 1, "ok": 2})
+    rank = frame["status"].map({"alert": 0, "warn": 1, "ok": 2, "excluded": 3})
     order = np.lexsort((-frame["psi"].to_numpy(), rank.to_numpy()))
     return frame.iloc[order].reset_index(drop=True)
 
@@ -204,14 +214,14 @@ def drift_warnings(feature: pd.DataFrame, prediction: pd.DataFrame | None = None
         f"feature drift {r.status}: {r.feature} PSI {r.psi:.3f}, missing "
         f"{r.missing_train:.1%} -> {r.missing_current:.1%}"
         for r in feature.itertuples()
-        if r.status != "ok"
+        if r.status in ALERTING
     ]
     if prediction is not None:
         lines += [
             f"prediction drift {r.status}: {r.score} PSI {r.psi:.3f}, mean "
             f"{r.mean_reference:.3f} -> {r.mean_current:.3f}"
             for r in prediction.itertuples()
-            if r.status != "ok"
+            if r.status in ALERTING
         ]
     return lines
 

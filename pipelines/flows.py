@@ -24,7 +24,7 @@ from features.validation import ContractError, SourceReport, prepare_sources
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import label_gap_days, training_frame
-from models.monitoring import feature_drift
+from models.monitoring import ALERTING, feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
@@ -206,7 +206,7 @@ def monitor(
     out = settings.report_dir / "monitoring" / f"drift-{run_date.isoformat()}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     drift.to_csv(out, index=False)
-    alerts = drift[drift["status"] != "ok"]
+    alerts = drift[drift["status"].isin(ALERTING)]
     logger = get_run_logger()
     for row in alerts.itertuples():
         logger.warning(
@@ -315,7 +315,7 @@ def weekly_score(run_date: date | None = None, config: str | None = None) -> dic
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),
         "written": counts,
-        "drift_alerts": int((drift["status"] != "ok").sum()),
+        "drift_alerts": int(drift["status"].isin(ALERTING).sum()),
         "risk_lists": str(paths),
     }
 

@@ -269,6 +269,11 @@ def monitoring_section(drift: pd.DataFrame | None, prediction: pd.DataFrame | No
     section.notes.append(
         f"{counts.get('alert', 0)} alert(s), {counts.get('warn', 0)} warning(s), "
         f"{counts.get('ok', 0)} stable feature(s)."
+        + (
+            f" {counts['excluded']} excluded from alerts by monitoring.exclude_features."
+            if counts.get("excluded")
+            else ""
+        )
     )
     if not _empty(prediction):
         section.tables.append(frame_table(prediction, caption="Prediction drift"))

@@ -112,6 +112,16 @@ def test_feature_drift_statuses():
     assert not any("stable" in line for line in lines)
 
 
+def test_excluded_features_are_measured_but_never_warn():
+    train, current = _frames()
+    cfg = MonitoringConfig(exclude_features=("shifted",))
+    drift = feature_drift(train, current, feature_names=list(train.columns), thresholds=cfg)
+    row = drift.set_index("feature").loc["shifted"]
+    assert row["status"] == "excluded" and row["psi"] > cfg.psi_alert
+    assert drift["feature"].iloc[-1] == "shifted"  # listed after every other status
+    assert not any("shifted" in line for line in drift_warnings(drift))
+
+
 def test_feature_drift_missing_rate_alone_warns():
     train = pd.DataFrame({"x": [1.0, 2.0] * 50})
     current = pd.DataFrame({"x": [1.0, 2.0] * 45 + [np.nan] * 10})
