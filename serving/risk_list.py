@@ -221,7 +221,10 @@ def _environment() -> Environment:
 def _pct(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
-    return f"{float(value):.0%}"
+    number = float(value)
+    if 0 < number < 0.005:
+        return "<1%"  # "0%" would read as "cannot churn"
+    return f"{number:.0%}"
 
 
 def _sortkey(value: object) -> str:

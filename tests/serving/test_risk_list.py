@@ -83,3 +83,13 @@ def test_movers_reach_the_lists(scored, tmp_path):
     movers = pd.read_csv(paths.movers_csv)
     assert len(movers) == min(25, len(changes)) and len(movers) > 0
     assert "new on the list" in paths.summary_md.read_text()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.0, "0%"), (0.001, "<1%"), (0.004, "<1%"), (0.006, "1%"), (0.356, "36%"), (None, "–")],
+)
+def test_percentages_never_round_a_real_risk_to_zero(value, shown):
+    from serving.risk_list import _pct
+
+    assert _pct(value) == shown
