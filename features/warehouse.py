@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -114,10 +114,29 @@ class Warehouse(ABC):
     def columns(self, table: str, schema: str | None = None) -> dict[str, str]:
         """Column name -> lower-case SQL type of an existing table or view; {} if absent."""
 
-    @abstractmethod
+    _depth = 0
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Everything inside commits together, or nothing does."""
+        """Everything inside commits together, or nothing does. Nested blocks join the
+        outermost one (write-back wraps table writes that open their own)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self._outermost_transaction():
+                yield
+        finally:
+            self._depth = 0
+
+    @abstractmethod
+    def _outermost_transaction(self) -> AbstractContextManager[None]:
+        """Begin a transaction; commit on leaving, roll back on an exception."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -167,7 +186,6 @@ class DuckDBWarehouse(Warehouse):
         # DuckDB's own progress bar would interleave with the CLI's status line and Prefect logs.
         self.con.execute("SET enable_progress_bar = false")
         self.default_schema = "main"
-        self._depth = 0
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
@@ -220,25 +238,14 @@ class DuckDBWarehouse(Warehouse):
         return {name: str(type_).lower() for name, type_, *_ in rows}
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _outermost_transaction(self) -> Iterator[None]:
         self.con.execute("BEGIN TRANSACTION")
-        self._depth = 1
         try:
             yield
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        else:
-            self.con.execute("COMMIT")
-        finally:
-            self._depth = 0
+        self.con.execute("COMMIT")
 
     def close(self) -> None:
         # Drop the reference too: Prefect keeps task parameters (this object) alive in context
@@ -264,7 +271,6 @@ class PostgresWarehouse(Warehouse):
             ) from exc
         self.con.execute("SET TIME ZONE 'UTC'")
         self.default_schema = "public"
-        self._depth = 0
 
     def _sql(self, sql: str, params: Sequence[Any] = ()) -> str:
         return _to_postgres(sql, bound=bool(params))
@@ -334,21 +340,8 @@ class PostgresWarehouse(Warehouse):
         ).fetchall()
         return dict(rows)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._depth = 1
-        try:
-            with self.con.transaction():
-                yield
-        finally:
-            self._depth = 0
+    def _outermost_transaction(self) -> AbstractContextManager[None]:
+        return self.con.transaction()
 
     def close(self) -> None:
         self.con.close()

@@ -30,6 +30,7 @@ from mlflow.types import ColSpec, Schema
 
 from models.bundle import FeatureMismatchError, ModelBundle, current_library_versions
 from models.config import PromotionConfig, TrackingConfig
+from models.metrics import METRIC_NAMES
 from models.train import CHAMPION, MODEL, TrainResult
 
 CHAMPION_ALIAS = "champion"
@@ -292,12 +293,12 @@ def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir
     mlflow.log_metrics({k: float(v) for k, v in result.bundle.metrics.items() if np.isfinite(v)})
     mlflow.log_metrics({f"timing_{k}": v for k, v in result.timings.items()})
     for row in result.backtest.to_dict("records"):
-        values = {f"bt_{row['model']}_{m}": row[m] for m in _METRICS if np.isfinite(row[m])}
+        values = {f"bt_{row['model']}_{m}": row[m] for m in METRIC_NAMES if np.isfinite(row[m])}
         mlflow.log_metrics(values, step=int(row["fold"]))
     latest = result.latest_fold()
     for model, row in latest.iterrows():
         mlflow.log_metrics(
-            {f"latest_{model}_{m}": float(row[m]) for m in _METRICS if np.isfinite(row[m])}
+            {f"latest_{model}_{m}": float(row[m]) for m in METRIC_NAMES if np.isfinite(row[m])}
         )
     result.backtest.to_csv(tmp / "backtest.csv", index=False)
     mlflow.log_artifact(str(tmp / "backtest.csv"))
@@ -308,17 +309,6 @@ def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir
     mlflow.log_artifacts(str(result.report_path.parent), "evaluation")
     result.bundle.save(tmp / BUNDLE_ARTIFACT)
     mlflow.log_artifacts(str(tmp / BUNDLE_ARTIFACT), BUNDLE_ARTIFACT)
-
-
-_METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "brier",
-    "ece",
-    "top_decile_lift",
-    "arr_captured_top10",
-)
 
 
 def _set_champion(

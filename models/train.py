@@ -47,7 +47,7 @@ from models.dataset import (
     target_spec,
     target_value,
 )
-from models.metrics import score_metrics
+from models.metrics import METRIC_NAMES, score_metrics
 from models.tuning import tune_params
 from models.value import fit_expansion_value
 
@@ -413,10 +413,8 @@ def _prediction_rows(
 def _summary_metrics(backtest: pd.DataFrame) -> dict[str, float]:
     """Latest-fold and fold-mean metrics of the booster, for the bundle and MLflow."""
     ours = backtest[backtest["model"] == MODEL].sort_values("fold")
-    names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"]
-    names.append("arr_captured_top10")
-    out = {f"latest_{n}": float(ours[n].iloc[-1]) for n in names}
-    out |= {f"mean_{n}": float(ours[n].mean()) for n in names}
+    out = {f"latest_{n}": float(ours[n].iloc[-1]) for n in METRIC_NAMES}
+    out |= {f"mean_{n}": float(ours[n].mean()) for n in METRIC_NAMES}
     return out
 
 
