@@ -3,10 +3,14 @@ import pandas as pd
 import pytest
 
 from models.forecast import (
+    LevelUncertainty,
     account_outcomes,
     backtest_forecast,
     backtest_summary,
+    count_interval,
     forecast_next_period,
+    level_from_matured,
+    level_spread,
     realised_outcomes,
 )
 
@@ -244,3 +248,174 @@ def test_realised_outcomes_from_value_columns():
     assert out["contraction_arr"].tolist() == [0.0, 0.0]
     with pytest.raises(KeyError, match="contraction_arr"):
         realised_outcomes(labels.drop(columns="contracted_arr"))
+
+
+# --- level (model) uncertainty ------------------------------------------------------------------
+
+
+def test_zero_level_spread_is_the_pure_bernoulli_forecast():
+    plain = forecast_next_period(preds(), seed=4, n_sims=2000)
+    zero = forecast_next_period(preds(), seed=4, n_sims=2000, level=LevelUncertainty())
+    pd.testing.assert_frame_equal(plain, zero)
+
+
+def _book(n: int = 1000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"arr": rng.lognormal(9, 0.5, n), "churn_probability": np.full(n, 0.05)})
+
+
+def test_level_spread_widens_the_interval_as_the_normal_approximation_says():
+    frame, sd = _book(), 0.3
+    plain = forecast_next_period(frame, by=None, seed=5, n_sims=8000).iloc[0]
+    level = LevelUncertainty(churn_sd=sd)
+    wide = forecast_next_period(frame, by=None, seed=5, n_sims=8000, level=level).iloc[0]
+    assert wide["expected_churned_arr"] == plain["expected_churned_arr"]  # no shift: same mean
+    p, arr = frame["churn_probability"], frame["arr"]
+    # Var = E[Bernoulli variance] + Var(level) x E^2; the level factor is ~lognormal(0, sd^2)
+    bernoulli = float((p * (1 - p) * arr**2).sum())
+    level_var = float((p * arr).sum()) ** 2 * (np.exp(sd**2) - 1)
+    # the level part is skewed, so compare the width loosely with the normal one
+    width = wide["churned_arr_hi"] - wide["churned_arr_lo"]
+    assert width == pytest.approx(2 * 1.6449 * np.sqrt(bernoulli + level_var), rel=0.08)
+    assert width > 1.5 * (plain["churned_arr_hi"] - plain["churned_arr_lo"])
+
+
+def test_logo_interval_under_a_level_spread_is_the_binomial_mixture():
+    from scipy import integrate, stats
+
+    p, n, sd = 0.1, 200, 0.4
+
+    def cdf(k: int) -> float:  # P(count <= k) with the odds scaled by exp(sd z), z ~ N(0, 1)
+        def inner(z: float) -> float:
+            odds = p / (1 - p) * np.exp(sd * z)
+            return stats.binom.cdf(k, n, odds / (1 + odds)) * stats.norm.pdf(z)
+
+        return integrate.quad(inner, -8, 8)[0]
+
+    cdfs = np.array([cdf(k) for k in range(81)])  # P(count <= 80) > 0.9999
+    expected = (int(np.argmax(cdfs >= 0.05)), int(np.argmax(cdfs >= 0.95)))
+    assert count_interval(np.full(n, p), 0.9, level_sd=sd) == expected
+    assert cdfs[-1] > 0.9999
+    binomial = tuple(int(k) for k in stats.binom.ppf([0.05, 0.95], n, p))
+    assert count_interval(np.full(n, p), 0.9, level_sd=0.0) == binomial
+    assert expected[0] < binomial[0] and expected[1] > binomial[1]
+
+
+def test_simulated_and_exact_logo_intervals_agree_under_a_level_spread():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"arr": np.ones(300), "churn_probability": rng.uniform(0, 0.3, 300)})
+    level = LevelUncertainty(churn_sd=0.25)
+    total = forecast_next_period(frame, by=None, seed=2, n_sims=20000, level=level).iloc[0]
+    assert abs(total["logos_churned_lo"] - total["churned_arr_lo"]) <= 1
+    assert abs(total["logos_churned_hi"] - total["churned_arr_hi"]) <= 1
+
+
+def test_a_level_shift_moves_the_expectations_by_the_odds():
+    # odds x 2: p 0.1 -> 2/11, 0.2 -> 1/3, 0.5 -> 2/3, 0 stays 0
+    fc = forecast_next_period(
+        preds(), by=None, seed=0, n_sims=500, level=LevelUncertainty(churn_shift=np.log(2))
+    )
+    expected = 1000 * 2 / 11 + 500 / 3 + 200 * 2 / 3
+    assert fc.loc[0, "expected_churned_arr"] == pytest.approx(expected)
+    assert fc.loc[0, "expected_logos_churned"] == pytest.approx(2 / 11 + 1 / 3 + 2 / 3)
+
+
+def test_expansion_level_keeps_expansion_exclusive_of_churn():
+    frame = pd.DataFrame(
+        {
+            "arr": [100.0],
+            "churn_probability": [0.6],
+            "expansion_probability": [0.4],
+            "expected_expansion_arr": [20.0],
+        }
+    )
+    level = LevelUncertainty(expansion_shift=np.log(4))  # odds 2/3 -> 8/3: p 0.8, capped at 0.4
+    fc = forecast_next_period(frame, by=None, seed=0, n_sims=500, level=level).iloc[0]
+    assert fc["expected_expansion"] == pytest.approx(20.0)  # still 0.4 x 50
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        # date 1: O 3, E 2, V 1 -> (1 - 1) / 4 = 0; date 2: O 4 -> (4 - 1) / 4 = 0.75; tau^2 0.375
+        ([1, 1, 1, 0, 1, 1, 1, 1], np.sqrt(np.log(1.375))),
+        ([1, 1, 0, 0, 1, 0, 0, 1], 0.0),  # O = E on both dates: negative excess floored at 0
+    ],
+)
+def test_level_spread_hand_computed(outcomes, expected):
+    as_of = pd.to_datetime(["2025-01-06"] * 4 + ["2025-01-13"] * 4)
+    assert level_spread(as_of, np.array(outcomes), np.full(8, 0.5)) == pytest.approx(expected)
+
+
+def _matured(run_date: str, churned: int, n: int = 100, p: float = 0.1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_date": pd.Timestamp(run_date),
+            "account_id": [f"a{i}" for i in range(n)],
+            "arr": 1.0,
+            "churn_probability": p,
+            "churned": np.arange(n) < churned,
+            "expansion_arr": 0.0,
+        }
+    )
+
+
+def test_level_from_matured_hand_computed():
+    prior = LevelUncertainty(churn_sd=0.2)
+    # one date, E 10, V 9, 5 churned: y = ln 0.5, v = 9 / 100; weight 0.04 / 0.13
+    level = level_from_matured(_matured("2025-01-06", 5), prior=prior, window_days=90)
+    assert level.churn_shift == pytest.approx(0.04 / 0.13 * np.log(0.5))
+    assert level.churn_sd == pytest.approx(0.2 * np.sqrt(0.09 / 0.13))
+    assert level.expansion_shift == level.expansion_sd == 0.0  # no expansion spread: unchanged
+    # two dates 90 days apart count as two periods: v halves; 5 + 15 churned: y = ln 1 = 0
+    two = pd.concat([_matured("2025-01-06", 5), _matured("2025-04-06", 15)])
+    level = level_from_matured(two, prior=prior, window_days=90)
+    assert level.churn_shift == pytest.approx(0.0)
+    assert level.churn_sd == pytest.approx(0.2 * np.sqrt(0.045 / 0.085))
+    # no prior spread: nothing to correct
+    assert level_from_matured(two, prior=LevelUncertainty(), window_days=90) == LevelUncertainty()
+
+
+def _history_with_model(n_dates: int, seed: int):
+    past, outcomes = _simulated_history(n_dates=n_dates, n_accounts=300, seed=seed)
+    past["run_date"] = pd.Timestamp("2024-01-01") + (past["run_date"] - past["run_date"].min()) * 4
+    outcomes["as_of"] = (
+        pd.Timestamp("2024-01-01") + (outcomes["as_of"] - outcomes["as_of"].min()) * 4
+    )
+    return past.assign(churn_model="m v1", expansion_model="e v1"), outcomes
+
+
+def _forecast_columns(bt: pd.DataFrame) -> pd.DataFrame:
+    keep = ["run_date", "quantity", "expected", "lo", "hi", "churn_level_shift", "churn_level_sd"]
+    return bt[keep].reset_index(drop=True)
+
+
+def test_backtest_level_uses_no_outcome_that_had_not_matured():
+    past, outcomes = _history_with_model(n_dates=5, seed=3)  # run dates 28 days apart
+    kwargs = {"seed": 1, "n_sims": 500, "level_sd": {"m v1": 0.3}, "matured_after_days": 56}
+    bt = backtest_forecast(past, outcomes, **kwargs)
+    last = outcomes["as_of"] == outcomes["as_of"].max()
+    flipped = outcomes.assign(churned=outcomes["churned"].where(~last, True))
+    changed = backtest_forecast(past, flipped, **kwargs)
+    # the last run date's outcomes mature after every run date: no forecast may move
+    pd.testing.assert_frame_equal(_forecast_columns(bt), _forecast_columns(changed))
+    first = outcomes["as_of"] == outcomes["as_of"].min()
+    early = backtest_forecast(past, outcomes.assign(churned=outcomes["churned"] | first), **kwargs)
+    moved = _forecast_columns(early).groupby("run_date")["churn_level_shift"].first()
+    original = _forecast_columns(bt).groupby("run_date")["churn_level_shift"].first()
+    # the first date matures 56 days later: the first two forecasts cannot see it, the rest do
+    assert (moved.iloc[:2] == 0).all() and (original.iloc[:2] == 0).all()
+    assert (moved.iloc[2:] > original.iloc[2:]).all()
+
+
+def test_backtest_says_whether_level_uncertainty_was_used():
+    past, outcomes = _history_with_model(n_dates=3, seed=5)
+    plain = backtest_forecast(past, outcomes, seed=1, n_sims=500)
+    assert not plain["level_uncertainty"].any()
+    with_level = backtest_forecast(past, outcomes, seed=1, n_sims=500, level_sd={"m v1": 0.3})
+    assert with_level["level_uncertainty"].all()
+    assert (with_level["churn_level_sd"] == 0.3).all()
+    assert (with_level["expansion_level_sd"] == 0.0).all()  # "e v1" has no fitted spread
+    churn = with_level["quantity"] == "churned_arr"
+    wider = (with_level["hi"] - with_level["lo"])[churn].to_numpy()
+    assert (wider > (plain["hi"] - plain["lo"])[churn].to_numpy()).all()
