@@ -383,6 +383,19 @@ def list_versions(
     return pd.DataFrame(rows).sort_values(["model", "version"]).reset_index(drop=True)
 
 
+def version_metrics(*, tracking: TrackingConfig, data_dir: Path, model: str) -> dict[str, float]:
+    """Metrics logged with the version that scores name ``model`` (``churnlens-churn v3``, as
+    :class:`ModelRef` prints it); empty when the registry does not hold that version."""
+    name, _, version = model.rpartition(" v")
+    if not name or not version.isdigit():
+        return {}
+    client = _client(tracking, data_dir)
+    try:
+        return dict(client.get_run(_run_id(client, name, version)).data.metrics)
+    except MlflowException:
+        return {}
+
+
 def _registered_names(client: MlflowClient, tracking: TrackingConfig) -> list[str]:
     prefix = tracking.model_name_prefix + "-"
     found = client.search_registered_models(f"name LIKE '{prefix}%'")

@@ -47,6 +47,7 @@ from models.dataset import (
     target_spec,
     target_value,
 )
+from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.metrics import METRIC_NAMES, score_metrics
 from models.tuning import tune_params
 from models.value import fit_expansion_value
@@ -213,6 +214,8 @@ def train_model(
         dataset, target=target, features=features, params=params, config=config, gap_days=gap_days
     )
     bundle.metrics |= _summary_metrics(backtest)
+    ours = predictions[predictions["model"] == MODEL]
+    bundle.metrics[LEVEL_SD_METRIC] = level_spread(ours["as_of"], ours["y"], ours["p"])
     if target == "expansion" and {"arr_at_as_of", "arr_at_horizon", "churned"} <= set(dataset):
         bundle.outcome_value = fit_expansion_value(dataset)
     timings["final_fit_s"] = time.perf_counter() - clock - sum(timings.values())

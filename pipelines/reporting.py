@@ -21,10 +21,10 @@ from features.labels import build_labels
 from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
 from features.validation import SourceReport, prepare_sources
 from features.warehouse import Warehouse, qualified
-from models.forecast import backtest_forecast, forecast_next_period
+from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
 from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
-from models.registry import configure_tracking, load_bundle
+from models.registry import configure_tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse
 from pipelines.dates import as_of_for, data_horizon, end_of
 from serving.report import build_report
@@ -67,18 +67,65 @@ def _retention(wh: Warehouse, settings: Settings, run_date: date) -> tuple[pd.Da
     return quarters, cohorts, events
 
 
+def _maturity_days(settings: Settings) -> int:
+    """Days from a run date until its label window has closed (lead + horizon + grace)."""
+    labels_cfg = settings.features.labels
+    return labels_cfg.lead_days + labels_cfg.horizon_days + labels_cfg.grace_days
+
+
 def _matured_outcomes(
     wh: Warehouse, settings: Settings, history: ScoreHistory, run_date: date
 ) -> pd.DataFrame | None:
     """Labels of past run dates whose label window has closed by ``run_date``."""
     labels_cfg = settings.features.labels
-    horizon = labels_cfg.lead_days + labels_cfg.horizon_days + labels_cfg.grace_days
+    horizon = _maturity_days(settings)
     matured = [d for d in history.run_dates if d + timedelta(days=horizon) <= run_date]
     if not matured:
         return None
     return build_labels(
         wh, [as_of_for(d) for d in matured], config=labels_cfg, data_end=end_of(run_date)
     )
+
+
+def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float]:
+    """The forecast level spread each model in the history was trained with (a bundle metric;
+    models trained before it existed have none, so their forecasts stay pure Bernoulli)."""
+    names: set[str] = set()
+    for column in ("churn_model", "expansion_model"):
+        if column in history.predictions:
+            names |= set(history.predictions[column].dropna().astype(str))
+    spreads = {}
+    for name in sorted(names):
+        metrics = version_metrics(
+            tracking=settings.tracking, data_dir=settings.data_dir, model=name
+        )
+        if LEVEL_SD_METRIC in metrics:
+            spreads[name] = float(metrics[LEVEL_SD_METRIC])
+    return spreads
+
+
+def _forecast(
+    settings: Settings,
+    history: ScoreHistory,
+    outcomes: pd.DataFrame | None,
+    spreads: dict[str, float],
+) -> pd.DataFrame | None:
+    """Next-period forecast from the latest run, with the level uncertainty of its models."""
+    if not history.run_dates:
+        return None
+    day = history.run_dates[-1]
+    latest = history.at(day)
+    if latest.empty:
+        return None
+    level = forecast_level(
+        latest,
+        history.predictions,
+        outcomes,
+        run_date=pd.Timestamp(day),
+        level_sd=spreads,
+        matured_after_days=_maturity_days(settings),
+    )
+    return forecast_next_period(latest, seed=settings.model.seed, level=level)
 
 
 def _drift(
@@ -177,6 +224,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
         history = read_score_history(wh, settings, until=run_date)
         outcomes = _matured_outcomes(wh, settings, history, run_date)
         drift, score_drift = _drift(wh, settings, report, history, run_date)
+        spreads = _level_spreads(settings, history)
         matured = realised = backtest = None
         if outcomes is not None:
             labels_cfg = settings.features.labels
@@ -192,14 +240,15 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 horizon_days=labels_cfg.horizon_days,
                 lead_days=labels_cfg.lead_days,
             )
-            backtest = backtest_forecast(history.predictions, outcomes, seed=settings.model.seed)
+            backtest = backtest_forecast(
+                history.predictions,
+                outcomes,
+                seed=settings.model.seed,
+                level_sd=spreads,
+                matured_after_days=_maturity_days(settings),
+            )
         audit = _audit(wh, report, matured, events, _champion_features(settings))
-    latest = history.at(history.run_dates[-1]) if history.run_dates else None
-    forecast = (
-        forecast_next_period(latest, seed=settings.model.seed)
-        if latest is not None and len(latest)
-        else None
-    )
+    forecast = _forecast(settings, history, outcomes, spreads)
     return build_report(
         retention=quarters,
         cohorts=cohorts,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
+from models.forecast import LEVEL_SD_METRIC
 from models.registry import (
     RegistryError,
     configure_tracking,
@@ -17,6 +18,7 @@ from models.registry import (
     promote,
     promotion_decision,
     rollback,
+    version_metrics,
 )
 from models.train import CHAMPION, MODEL, TrainResult, train_model
 from tests.models.conftest import make_panel
@@ -163,12 +165,17 @@ def _train(dataset, previous=None, **promotion) -> TrainResult:
 
 def test_register_gate_promote_rollback_and_load_by_alias(dataset, store: Path):
     tracking, tmp_path = _tracking("t"), store
+    trained = _train(dataset)
     first = log_and_register(
-        _train(dataset), tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
+        trained, tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
     )
     assert (first.version, first.promoted, first.champion_version) == ("1", True, "1")
     champion, ref = load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")
     assert (ref.name, ref.version, ref.alias) == ("t-churn", "1", "champion")
+    # what the forecast reads for the model its scores name ("t-churn v1")
+    metrics = version_metrics(tracking=tracking, data_dir=tmp_path, model=str(ref))
+    assert metrics[LEVEL_SD_METRIC] == trained.bundle.metrics[LEVEL_SD_METRIC]
+    assert version_metrics(tracking=tracking, data_dir=tmp_path, model="t-churn v9") == {}
 
     blocked = _train(dataset, previous=champion, min_improvement=1.0)
     second = log_and_register(

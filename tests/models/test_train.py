@@ -6,6 +6,7 @@ import pytest
 
 from models.config import ModelConfig, TuningConfig
 from models.dataset import NON_FEATURE_COLUMNS, feature_columns, training_frame
+from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.train import (
     CHAMPION,
     HEALTH,
@@ -61,6 +62,13 @@ def test_feature_list_excludes_keys_labels_and_reporting_columns(result):
     assert not set(features) & NON_FEATURE_COLUMNS
     assert {"segment", "health_color", "health_score", "active_users_28d"} <= set(features)
     assert set(result.bundle.categorical_levels) == {"segment", "industry", "health_color"}
+
+
+def test_forecast_level_spread_is_fitted_on_the_boosters_out_of_time_predictions(result):
+    ours = result.predictions[result.predictions["model"] == MODEL]
+    expected = level_spread(ours["as_of"], ours["y"], ours["p"])
+    assert result.bundle.metrics[LEVEL_SD_METRIC] == expected
+    assert ours["fold"].nunique() == 2  # every backtest fold, none of the training rows
 
 
 def test_backtest_has_every_model_on_every_fold(result):
