@@ -596,14 +596,14 @@ def _compare(run_date: pd.Timestamp, fc: pd.Series, group: pd.DataFrame) -> list
 
 
 def backtest_summary(backtest: pd.DataFrame) -> pd.DataFrame:
-    """Per quantity: run dates, interval coverage, mean error (bias) and mean absolute error."""
-    return (
-        backtest.groupby("quantity", sort=False)
-        .agg(
-            run_dates=("run_date", "nunique"),
-            coverage=("covered", "mean"),
-            mean_error=("error", "mean"),
-            mean_abs_error=("error", lambda e: float(np.abs(e).mean())),
-        )
-        .reset_index()
-    )
+    """Per quantity: run dates, interval coverage, mean error (bias), mean absolute error and
+    the share of run dates whose interval carried level uncertainty (0: pure Bernoulli)."""
+    aggregates = {
+        "run_dates": ("run_date", "nunique"),
+        "coverage": ("covered", "mean"),
+        "mean_error": ("error", "mean"),
+        "mean_abs_error": ("error", lambda e: float(np.abs(e).mean())),
+    }
+    if "level_uncertainty" in backtest:
+        aggregates["with_level_uncertainty"] = ("level_uncertainty", "mean")
+    return backtest.groupby("quantity", sort=False).agg(**aggregates).reset_index()

@@ -416,6 +416,9 @@ def test_backtest_says_whether_level_uncertainty_was_used():
     assert with_level["level_uncertainty"].all()
     assert (with_level["churn_level_sd"] == 0.3).all()
     assert (with_level["expansion_level_sd"] == 0.0).all()  # "e v1" has no fitted spread
+    summary = backtest_summary(with_level).set_index("quantity")
+    assert (summary["with_level_uncertainty"] == 1.0).all()
+    assert (backtest_summary(plain)["with_level_uncertainty"] == 0.0).all()
     churn = with_level["quantity"] == "churned_arr"
     wider = (with_level["hi"] - with_level["lo"])[churn].to_numpy()
     assert (wider > (plain["hi"] - plain["lo"])[churn].to_numpy()).all()
