@@ -216,6 +216,22 @@ def test_poisson_binomial_matches_the_binomial_and_a_hand_case():
     assert poisson_binomial_interval(np.array([0.0, 1.0, 1.0]), 0.9) == (2, 2)
 
 
+@pytest.mark.parametrize("n", [257, 1000, 3001])
+def test_large_books_take_the_fft_product_and_match_the_recursion(n):
+    from scipy.stats import binom
+
+    from models.forecast import _DIRECT_PMF_MAX, _pmf_direct, poisson_binomial_pmf
+
+    assert n > _DIRECT_PMF_MAX  # these sizes exercise the pairwise FFT product
+    p = np.random.default_rng(n).beta(0.5, 10, n)
+    pmf = poisson_binomial_pmf(p)
+    assert len(pmf) == n + 1
+    np.testing.assert_allclose(pmf, _pmf_direct(p), atol=1e-13)
+    np.testing.assert_allclose(
+        poisson_binomial_pmf(np.full(n, 0.04)), binom.pmf(np.arange(n + 1), n, 0.04), atol=1e-13
+    )
+
+
 def test_exact_logo_interval_agrees_with_simulation():
     rng = np.random.default_rng(4)
     frame = pd.DataFrame({"arr": np.ones(300), "churn_probability": rng.uniform(0, 0.3, 300)})
