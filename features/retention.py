@@ -277,6 +277,7 @@ def cohort_retention(
     step_months: int = 3,
     exclude_segments: list[str] | None = None,
     start: date | datetime | None = None,
+    grace_days: int = 0,
 ) -> pd.DataFrame:
     """Signup cohort x months since each account's first contract start.
 
@@ -286,7 +287,10 @@ def cohort_retention(
     ``logo_retention`` = share of the cohort's accounts with ARR > 0 at k. A (cohort, k) cell is
     shown only when every account in the cohort has reached k months by ``end``. With ``start``
     (the first day the contract history is complete), accounts whose first contract began before
-    it are left out: the warehouse only holds the survivors of those cohorts.
+    it are left out: the warehouse only holds the survivors of those cohorts. ``grace_days``, as
+    in :func:`arr_movements`: a renewal starting up to that many days after k months counts
+    (with its ARR on its start day), so an anniversary renewed a few days late is not a lost logo;
+    a cell is then shown only once k months + ``grace_days`` have passed by ``end``.
     """
     if cohort not in ("month", "quarter"):
         raise ValueError(f"cohort must be 'month' or 'quarter', got {cohort!r}")
@@ -297,8 +301,9 @@ def cohort_retention(
     if start is not None:
         first = first[first >= _timestamp(start)]
     label = first.dt.to_period("Q" if cohort == "quarter" else "M").astype(str)
-    grid = _cohort_grid(first, step_months, _timestamp(end))
-    grid["arr"] = arr_at(prepared, grid).values
+    limit = _timestamp(end) - pd.Timedelta(days=max(grace_days, 0))
+    grid = _cohort_grid(first, step_months, limit)
+    grid["arr"] = arr_at_with_grace(prepared, grid, grace_days).to_numpy()
     grid["cohort"] = grid["account_id"].map(label)
     base = grid[grid["months_since_start"] == 0].set_index("account_id")["arr"]
     grid["starting_arr"] = grid["account_id"].map(base)

@@ -62,7 +62,7 @@ def _retention(wh: Warehouse, settings: Settings, run_date: date) -> tuple[pd.Da
     quarters = arr_movements(
         contracts, period="quarter", start=first, end=run_date, rolling=4, grace_days=grace
     )
-    cohorts = cohort_retention(contracts, end=run_date)
+    cohorts = cohort_retention(contracts, end=run_date, grace_days=grace)
     events = churn_events(contracts, start=first, end=run_date, grace_days=grace)
     return quarters, cohorts, events
 

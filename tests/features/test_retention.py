@@ -236,3 +236,20 @@ def test_cohorts_before_the_history_start_are_left_out():
     out = cohort_retention(book(), end=date(2025, 4, 1), start=date(2024, 1, 1))
     assert "2023Q1" not in set(out["cohort"])  # G: only survivors of 2023 are on record
     assert "2024Q1" in set(out["cohort"])
+
+
+@pytest.mark.parametrize("grace,retained", [(0, 0.0), (10, 1.0)])
+def test_cohort_anniversary_renewed_late_within_grace_is_retained(grace, retained):
+    # F's first contract ends 2025-03-01, nine months in; the renewal starts 9 days later
+    out = cohort_retention(book(), end=date(2025, 4, 1), step_months=3, grace_days=grace)
+    f = out[out["cohort"] == "2024Q2"].set_index("months_since_start")
+    assert f.loc[9, "logo_retention"] == retained
+    assert f.loc[9, "arr"] == 80.0 * retained
+
+
+def test_cohort_cells_wait_for_the_grace_period():
+    # B (2024Q1) reaches 12 months on 2025-03-01: with 45 days of grace a late renewal could
+    # still come until 2025-04-15, after the end date, so the cell is hidden; 9 months is shown
+    shown = cohort_retention(book(), end=date(2025, 4, 1), grace_days=45)
+    c = shown[shown["cohort"] == "2024Q1"]
+    assert 12 not in set(c["months_since_start"]) and 9 in set(c["months_since_start"])
