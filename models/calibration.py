@@ -130,6 +130,42 @@ def choose_calibrator(
     return fit_calibrator(best, margin, y), scores
 
 
+@dataclass
+class ShiftedCalibrator:
+    """A calibrator read at ``margin - offset``: how a calibrator fitted on one booster's margins
+    is carried to a booster retrained on more rows (``model.refit``), whose margins run higher or
+    lower by a near-constant amount (see :func:`level_offset`)."""
+
+    base: Calibrator | None
+    offset: float
+    method: str = "shifted"
+
+    def __post_init__(self) -> None:
+        self.method = f"{self.base.method if self.base else 'none'}, level-aligned"
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        return apply_calibrator(self.base, np.asarray(margin, dtype=float) - self.offset)
+
+
+def level_offset(
+    calibrator: Calibrator | None, reference_margin: np.ndarray, margin: np.ndarray
+) -> float:
+    """The margin offset ``d`` at which the calibrated mean of ``margin - d`` equals that of
+    ``reference_margin`` (the same rows scored by the booster the calibrator was fitted on):
+    aligns a retrained booster's level of predicted risk with the calibrated one's. Bisection on
+    [-10, 10] log-odds, to 1e-6."""
+    target = float(np.mean(apply_calibrator(calibrator, reference_margin)))
+    margin = np.asarray(margin, dtype=float)
+    lo, hi = -10.0, 10.0  # the calibrated mean falls as the offset grows
+    while hi - lo > 1e-6:
+        mid = 0.5 * (lo + hi)
+        if np.mean(apply_calibrator(calibrator, margin - mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def apply_calibrator(calibrator: Calibrator | None, margin: np.ndarray) -> np.ndarray:
     """Probability from raw log-odds: the calibrator's, or the plain sigmoid without one."""
     if calibrator is None:

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from models.calibration import brier, choose_calibrator, fit_calibrator
+from models.calibration import (
+    ShiftedCalibrator,
+    apply_calibrator,
+    brier,
+    choose_calibrator,
+    fit_calibrator,
+    level_offset,
+)
 
 
 def _overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,3 +64,23 @@ def test_isotonic_tie_break_moves_probabilities_by_at_most_1e_7():
 def test_single_class_slice_is_refused_with_advice():
     with pytest.raises(ValueError, match=r"only one class.*calibration: none"):
         fit_calibrator("sigmoid", np.zeros(10), np.zeros(10))
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic", "none"])
+def test_level_offset_aligns_a_shifted_booster_with_the_calibrated_level(method):
+    margin, y = _overconfident(4000, seed=3)
+    calibrator = fit_calibrator(method, margin, y)
+    retrained = margin + 0.7  # a booster whose margins run 0.7 log-odds higher
+    offset = level_offset(calibrator, margin, retrained)
+    assert offset == pytest.approx(0.7, abs=0.05)
+    shifted = ShiftedCalibrator(calibrator, offset)
+    np.testing.assert_allclose(
+        shifted.predict(retrained).mean(), apply_calibrator(calibrator, margin).mean(), atol=1e-5
+    )
+    assert np.all(np.diff(shifted.predict(np.sort(retrained))) >= 0)  # ranking kept
+
+
+def test_level_offset_is_zero_for_the_same_margins():
+    margin, y = _overconfident(2000, seed=5)
+    calibrator = fit_calibrator("sigmoid", margin, y)
+    assert level_offset(calibrator, margin, margin) == pytest.approx(0.0, abs=1e-5)

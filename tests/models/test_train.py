@@ -126,14 +126,21 @@ def test_refit_ships_a_booster_trained_on_the_whole_window(dataset):
     calibration_start = pd.Timestamp(early["calibration_start"])
     assert pd.Timestamp(early["booster_fit_end"]) < calibration_start - pd.Timedelta(days=GAP)
     assert pd.Timestamp(whole["booster_fit_end"]) == dataset["as_of"].max()
-    # same number of trees and the same calibrator, fitted on the held-out slice
+    # same number of trees and the same calibrator, fitted on the held-out slice, read at the
+    # refit booster's margins shifted so that its level on that slice is the calibrated one
     assert whole["num_boost_round"] == early["num_boost_round"]
     assert whole["calibration_start"] == early["calibration_start"]
+    shifted = fitted[True].calibrator
+    assert shifted.method.endswith("level-aligned") and shifted.offset != 0
     grid = np.linspace(-6, 2, 50)
-    calibrated = {k: b.calibrator.predict(grid) for k, b in fitted.items()}
-    np.testing.assert_array_equal(calibrated[True], calibrated[False])
+    np.testing.assert_array_equal(
+        shifted.predict(grid + shifted.offset), fitted[False].calibrator.predict(grid)
+    )
     margin = {k: b.predict_margin(dataset) for k, b in fitted.items()}
     assert not np.allclose(margin[True], margin[False])
+    valid = dataset[dataset["as_of"] >= calibration_start]
+    level = {k: b.predict_proba(valid).mean() for k, b in fitted.items()}
+    assert level[True] == pytest.approx(level[False], abs=1e-5)
 
 
 def test_no_health_column_means_no_health_baseline(dataset):
