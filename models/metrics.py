@@ -17,6 +17,7 @@ METRIC_NAMES = (
     "log_loss",
     "brier",
     "ece",
+    "observed_expected",
     "top_decile_lift",
     "arr_captured_top10",
 )
@@ -66,6 +67,9 @@ def score_metrics(
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(np.mean((p - y) ** 2)),
         "ece": expected_calibration_error(y, p),
+        # calibration in the large: 1 when the model expects as many events as happen; what a
+        # forecast summed over accounts needs, and what a low ECE can hide when events are rare
+        "observed_expected": float(y.sum() / p.sum()) if p.sum() > 0 else float("nan"),
         "top_decile_lift": float(y[top].mean() / base_rate) if base_rate > 0 else float("nan"),
         "arr_captured_top10": float(value[top].sum() / value.sum()) if value.sum() > 0 else np.nan,
         "n_rows": float(len(y)),

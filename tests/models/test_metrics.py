@@ -28,3 +28,14 @@ def test_ece_is_zero_when_rates_match_and_positive_when_they_do_not():
     y = np.array([0, 1] * 50)
     assert expected_calibration_error(y, np.full(100, 0.5)) == pytest.approx(0.0)
     assert expected_calibration_error(y, np.full(100, 0.8)) == pytest.approx(0.3)
+
+
+def test_observed_expected_is_events_over_summed_probabilities():
+    y = np.array([1, 0, 0, 1, 0, 0])
+    p = np.array([0.4, 0.4, 0.3, 0.3, 0.3, 0.3])  # expects 2.0 events, 2 happened
+    as_of = np.zeros(6)
+    got = score_metrics(y, p, value=np.ones(6), as_of=as_of)["observed_expected"]
+    assert got == pytest.approx(1.0)
+    # a model twice too pessimistic: 2 events against 4 expected
+    got = score_metrics(y, 2 * p, value=np.ones(6), as_of=as_of)["observed_expected"]
+    assert got == pytest.approx(0.5)
