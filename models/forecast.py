@@ -317,16 +317,30 @@ def poisson_binomial_pmf(probabilities: np.ndarray) -> np.ndarray:
     p = np.asarray(probabilities, dtype=float)
     if len(p) <= _DIRECT_PMF_MAX:
         return _pmf_direct(p)
-    size = 1 << (len(p) - 1).bit_length()  # pad with p = 0 accounts, which never churn
-    polys = np.zeros((size, 2))
-    polys[:, 0] = 1.0
-    polys[: len(p), 0], polys[: len(p), 1] = 1 - p, p
-    while len(polys) > 1:
-        width = 2 * polys.shape[1] - 1
-        spectra = np.fft.rfft(polys, n=width, axis=1)
-        polys = np.fft.irfft(spectra[0::2] * spectra[1::2], n=width, axis=1)
-    pmf = np.clip(polys[0, : len(p) + 1], 0.0, None)
-    return pmf / pmf.sum()
+    return _pmf_fft(p[None, :])[0]
+
+
+def _pmf_fft(p: np.ndarray) -> np.ndarray:
+    """Row-wise Poisson-binomial pmfs of a (rows x accounts) array, by pairwise FFT products.
+
+    Counts above mean + 15 sd + 20 have probability below 1e-40 (Bernstein's inequality) and
+    coefficient k of a product depends only on its factors' coefficients up to k, so every
+    partial product is cut there: the pmf beyond the cut is returned as 0."""
+    rows, n = p.shape
+    cut = int(np.ceil(np.max(p.sum(axis=1) + 15 * np.sqrt((p * (1 - p)).sum(axis=1)) + 20)))
+    size = 1 << (n - 1).bit_length()  # pad with p = 0 accounts, which never churn
+    polys = np.zeros((rows, size, 2))
+    polys[:, :, 0] = 1.0
+    polys[:, :n, 0], polys[:, :n, 1] = 1 - p, p
+    while polys.shape[1] > 1:
+        width = 2 * polys.shape[2] - 1
+        spectra = np.fft.rfft(polys, n=width, axis=2)
+        polys = np.fft.irfft(spectra[:, 0::2] * spectra[:, 1::2], n=width, axis=2)
+        polys = polys[:, :, : cut + 1]
+    pmf = np.zeros((rows, n + 1))
+    kept = min(n + 1, polys.shape[2])
+    pmf[:, :kept] = np.clip(polys[:, 0, :kept], 0.0, None)
+    return pmf / pmf.sum(axis=1, keepdims=True)
 
 
 def _pmf_direct(p: np.ndarray) -> np.ndarray:
@@ -362,11 +376,11 @@ def count_interval(
     nodes, weights = np.polynomial.hermite_e.hermegauss(_LEVEL_NODES)
     weights = weights / weights.sum()
     p = np.asarray(probabilities, dtype=float)
-    mixed = sum(
-        w * poisson_binomial_pmf(scale_odds(p, level_sd * z))
-        for z, w in zip(nodes, weights, strict=True)
-    )
-    return _central(mixed, interval)
+    if len(p) <= _DIRECT_PMF_MAX:
+        pmfs = np.array([_pmf_direct(scale_odds(p, level_sd * z)) for z in nodes])
+    else:  # all nodes in one batch of FFT products
+        pmfs = _pmf_fft(scale_odds(p[None, :], level_sd * nodes[:, None]))
+    return _central(weights @ pmfs, interval)
 
 
 # --- backtest -----------------------------------------------------------------------------------
