@@ -27,8 +27,14 @@ OBS_TABLE = "churnlens_obs_dates"
 ACTIVE_TABLE = "churnlens_active"
 USAGE_DAYS_TABLE = "churnlens_usage_days"
 USAGE_BEFORE_TABLE = "churnlens_usage_before"
+USAGE_USERS_TABLE = "churnlens_usage_users"
+DAY_BITS_TABLE = "churnlens_day_bits"
+WINDOW_BITS_TABLE = "churnlens_window_bits"
 USAGE_WINDOW_DAYS = 90  # the longest usage window (usage.sql); events older than it are not read
-BREADTH_WINDOW_DAYS = 28  # the event-type window (event_types_28d)
+MASK_WORDS = 8  # at most this many BIGINT words per day mask (usage_users.sql)
+MASK_BITS = 62  # days per word (bits 0..61: a word never reaches the sign bit)
+# distinct-user windows of usage_users.sql: (column prefix, days before as_of it starts, ends)
+DISTINCT_WINDOWS = (("w7", 7, 0), ("w28", 28, 0), ("w90", 90, 0), ("wp28", 56, 28))
 REQUIRED_TABLES = ("accounts", "contracts", "usage_events")
 KEYS = ["account_id", "as_of"]
 
@@ -86,12 +92,79 @@ def prepare_active_accounts(wh: Warehouse, as_of_dates: Sequence[datetime]) -> l
 def prepare_usage(wh: Warehouse, dates: Sequence[datetime]) -> None:
     """Materialise the usage activity of the events any window can see, (first as_of - 90 days,
     last as_of], and the last active day before that of the accounts quiet through it, for
-    ``sql/usage.sql``. Needs :func:`prepare_active_accounts` first (``dates`` are its dates)."""
+    ``sql/usage.sql``. Needs :func:`prepare_active_accounts` first (``dates`` are its dates).
+
+    Event counts per span of days come from ``sql/usage_days.sql`` (one read of the events);
+    distinct users and event types from ``sql/usage_users.sql``, which reads the events once per
+    batch of dates (:func:`mask_batches`; one batch for up to 406 days of as_of)."""
     floor = min(dates) - timedelta(days=USAGE_WINDOW_DAYS)
-    breadth_floor = min(dates) - timedelta(days=BREADTH_WINDOW_DAYS)
-    days_params = [floor, max(dates), breadth_floor, max(dates)]
-    materialize(wh, USAGE_DAYS_TABLE, read_sql("usage_days"), days_params)
+    materialize(wh, USAGE_DAYS_TABLE, read_sql("usage_days"), [floor, max(dates)])
     materialize(wh, USAGE_BEFORE_TABLE, read_sql("usage_before"), [floor])
+    for i, batch in enumerate(mask_batches(dates)):
+        days, windows = day_masks(batch)
+        wh.create_table_from_frame(days, DAY_BITS_TABLE, temporary=True)
+        wh.create_table_from_frame(windows, WINDOW_BITS_TABLE, temporary=True)
+        sql = usage_sql("usage_users", words=len(days.columns) - 1)
+        params = [batch[0] - timedelta(days=USAGE_WINDOW_DAYS), batch[-1]]
+        if i == 0:
+            materialize(wh, USAGE_USERS_TABLE, sql, params)
+        else:
+            wh.execute(f"INSERT INTO {quote_ident(USAGE_USERS_TABLE)}\n{sql}", params)
+
+
+def usage_sql(name: str, *, words: int) -> str:
+    """``sql/<name>.sql`` with its per-word column lists written out for ``words`` mask words."""
+
+    def any_bit(window: str) -> str:
+        return " | ".join(f"(m.b{k} & w.{window}_{k})" for k in range(words))
+
+    return read_sql(name).format(
+        mask_aggregates=",\n        ".join(f"bit_or(d.b{k}) as b{k}" for k in range(words)),
+        **{f"active_{window}": any_bit(window) for window, _, _ in DISTINCT_WINDOWS},
+        user_days_w28=" + ".join(f"bit_count(m.b{k} & w.w28_{k})" for k in range(words)),
+    )
+
+
+def mask_batches(dates: Sequence[datetime]) -> list[list[datetime]]:
+    """Sorted dates in runs whose days (first as_of - 90 days, last as_of] fit in the day masks
+    of ``sql/usage_users.sql`` (``MASK_WORDS`` x ``MASK_BITS`` days)."""
+    span = MASK_WORDS * MASK_BITS - USAGE_WINDOW_DAYS
+    batches: list[list[datetime]] = []
+    for day in sorted(dates):
+        if batches and (day - batches[-1][0]).days <= span:
+            batches[-1].append(day)
+        else:
+            batches.append([day])
+    return batches
+
+
+def day_masks(batch: Sequence[datetime]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bit of every day a batch reads, and the day mask of every window of every as_of, as
+    one BIGINT column per word (``b0..``, ``w7_0..``): day d, numbered by its end as in
+    ``sql/usage_days.sql``, is bit (i mod 62) of word (i div 62), i = d - (first as_of - 90) - 1."""
+    base = _day_number(batch[0]) - USAGE_WINDOW_DAYS
+    last = _day_number(batch[-1])
+    index = np.arange(last - base)
+    days = {"day": np.arange(base + 1, last + 1, dtype=np.int64)}
+    words = -(-len(index) // MASK_BITS)  # the words this batch's days need
+    for k in range(words):
+        days[f"b{k}"] = np.where(index // MASK_BITS == k, 1 << (index % MASK_BITS), 0)
+    windows: dict[str, object] = {
+        "as_of": pd.to_datetime(list(batch)).astype("datetime64[us]"),
+    }
+    ends = np.array([_day_number(d) - base for d in batch])  # as_of as a 1-based day index
+    for name, start, stop in DISTINCT_WINDOWS:
+        lo, hi = ends - start, ends - stop  # days (lo, hi]: indices lo .. hi - 1
+        for k in range(words):
+            word_lo = np.clip(lo - k * MASK_BITS, 0, MASK_BITS)
+            word_hi = np.clip(hi - k * MASK_BITS, 0, MASK_BITS)
+            windows[f"{name}_{k}"] = (1 << word_hi) - (1 << word_lo)
+    return pd.DataFrame(days).astype("int64"), pd.DataFrame(windows)
+
+
+def _day_number(moment: datetime) -> int:
+    """Whole days since 1970-01-01 of a midnight."""
+    return int((pd.Timestamp(moment) - pd.Timestamp(0)).days)
 
 
 def build_features(

@@ -59,18 +59,29 @@ def _to_postgres(sql: str, *, bound: bool = False) -> str:
     import sqlglot
     from sqlglot import exp
 
-    trees = sqlglot.parse(sql, read="duckdb")
+    trees = [t.transform(_postgres_functions) for t in sqlglot.parse(sql, read="duckdb") if t]
     if not bound:
-        return ";\n".join(t.sql(dialect="postgres") for t in trees if t is not None)
+        return ";\n".join(t.sql(dialect="postgres") for t in trees)
     out = []
     for tree in trees:
-        if tree is None:
-            continue
         tree = tree.transform(
             lambda node: exp.var(_PARAM_TOKEN) if isinstance(node, exp.Placeholder) else node
         )
         out.append(tree.sql(dialect="postgres").replace("%", "%%").replace(_PARAM_TOKEN, "%s"))
     return ";\n".join(out)
+
+
+def _postgres_functions(node: Any) -> Any:
+    """DuckDB functions PostgreSQL spells differently: ``bit_count`` of a BIGINT (the day masks of
+    ``features/sql/usage_users.sql``) counts the bits of a ``bit(64)`` there (PostgreSQL 14+)."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "bit_count":
+        (arg,) = node.expressions
+        return exp.Anonymous(
+            this="bit_count", expressions=[exp.cast(arg, exp.DataType.build("bit(64)"))]
+        )
+    return node
 
 
 # What PostgreSQL's CAST accepts, for the try_cast emulation (PostgreSQL < 16 has no

@@ -1,7 +1,8 @@
 -- Usage features (grain: account_id x as_of, active accounts only).
--- Reads the activity build.py materialises once per build (usage_days.sql: events, user-days and
--- the starts and ends of coverage islands per account and span of days ending at a probe day)
--- and, for accounts quiet through the windows, their last active day before (usage_before.sql).
+-- Reads the activity build.py materialises once per build: events and the last active day per
+-- account and span of days ending at a probe day (usage_days.sql), distinct users, user-days and
+-- event types per account and as_of (usage_users.sql) and, for accounts quiet through the
+-- windows, their last active day before (usage_before.sql).
 -- Each account gets one timeline: its spans, plus one row per as_of at which it is active. Every
 -- window is a sum over a range of days read at the as_of rows, so one sort serves every date and
 -- the work grows with the spans, not with days x dates. Days number the end (midnight) of a day,
@@ -21,17 +22,21 @@ usage_days as (
         account_id,
         day,
         last_active_day,
-        n_events,
-        user_days,
-        user_starts_7d,
-        user_ends_7d,
-        user_starts_28d,
-        user_ends_28d,
-        user_starts_90d,
-        user_ends_90d,
-        type_starts_28d,
-        type_ends_28d
+        n_events
     from churnlens_usage_days
+),
+
+usage_users as (
+    select
+        account_id,
+        as_of,
+        active_users_7d,
+        active_users_28d,
+        active_users_90d,
+        active_users_prev_28d,
+        user_days_28d,
+        event_types_28d
+    from churnlens_usage_users
 ),
 
 before_window as (
@@ -46,22 +51,13 @@ timeline as (
         cast(null as timestamp) as as_of,
         cast(null as double) as seats,
         last_active_day,
-        n_events,
-        user_days,
-        user_starts_7d,
-        user_ends_7d,
-        user_starts_28d,
-        user_ends_28d,
-        user_starts_90d,
-        user_ends_90d,
-        type_starts_28d,
-        type_ends_28d
+        n_events
     from usage_days
     union all
-    select account_id, day, null, null, day, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    select account_id, day, null, null, day, 0
     from before_window
     union all
-    select account_id, day, as_of, seats, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    select account_id, day, as_of, seats, null, 0
     from active
 ),
 
@@ -79,27 +75,6 @@ swept as (
         sum(n_events) over (by_day range between 89 preceding and current row) as events_90d,
         sum(n_events) over (by_day range between 55 preceding and 28 preceding)
             as events_prev_28d,
-        sum(user_starts_7d) over (by_day range between unbounded preceding and current row)
-            as user_starts_7d,
-        sum(user_ends_7d) over (by_day range between unbounded preceding and 7 preceding)
-            as user_ends_7d,
-        sum(user_starts_28d) over (by_day range between unbounded preceding and current row)
-            as user_starts_28d,
-        sum(user_ends_28d) over (by_day range between unbounded preceding and 28 preceding)
-            as user_ends_28d,
-        sum(user_starts_28d) over (by_day range between unbounded preceding and 28 preceding)
-            as user_starts_prev_28d,
-        sum(user_ends_28d) over (by_day range between unbounded preceding and 56 preceding)
-            as user_ends_prev_28d,
-        sum(user_starts_90d) over (by_day range between unbounded preceding and current row)
-            as user_starts_90d,
-        sum(user_ends_90d) over (by_day range between unbounded preceding and 90 preceding)
-            as user_ends_90d,
-        sum(user_days) over (by_day range between 27 preceding and current row) as user_days_28d,
-        sum(type_starts_28d) over (by_day range between unbounded preceding and current row)
-            as type_starts_28d,
-        sum(type_ends_28d) over (by_day range between unbounded preceding and 28 preceding)
-            as type_ends_28d,
         max(last_active_day) over (by_day range between unbounded preceding and current row)
             as last_active_day
     from timeline
@@ -108,23 +83,23 @@ swept as (
 
 filled as (
     select
-        account_id,
-        as_of,
-        seats,
-        cast(coalesce(events_7d, 0) as double) as events_7d,
-        cast(coalesce(events_28d, 0) as double) as events_28d,
-        cast(coalesce(events_90d, 0) as double) as events_90d,
-        cast(coalesce(events_prev_28d, 0) as double) as events_prev_28d,
-        cast(user_starts_7d - coalesce(user_ends_7d, 0) as double) as active_users_7d,
-        cast(user_starts_28d - coalesce(user_ends_28d, 0) as double) as active_users_28d,
-        cast(user_starts_90d - coalesce(user_ends_90d, 0) as double) as active_users_90d,
-        cast(coalesce(user_starts_prev_28d, 0) - coalesce(user_ends_prev_28d, 0) as double)
-            as active_users_prev_28d,
-        cast(coalesce(user_days_28d, 0) as double) as user_days_28d,
-        cast(type_starts_28d - coalesce(type_ends_28d, 0) as double) as event_types_28d,
-        day - last_active_day as days_since_last_activity
-    from swept
-    where as_of is not null
+        s.account_id,
+        s.as_of,
+        s.seats,
+        cast(coalesce(s.events_7d, 0) as double) as events_7d,
+        cast(coalesce(s.events_28d, 0) as double) as events_28d,
+        cast(coalesce(s.events_90d, 0) as double) as events_90d,
+        cast(coalesce(s.events_prev_28d, 0) as double) as events_prev_28d,
+        cast(coalesce(u.active_users_7d, 0) as double) as active_users_7d,
+        cast(coalesce(u.active_users_28d, 0) as double) as active_users_28d,
+        cast(coalesce(u.active_users_90d, 0) as double) as active_users_90d,
+        cast(coalesce(u.active_users_prev_28d, 0) as double) as active_users_prev_28d,
+        cast(coalesce(u.user_days_28d, 0) as double) as user_days_28d,
+        cast(coalesce(u.event_types_28d, 0) as double) as event_types_28d,
+        s.day - s.last_active_day as days_since_last_activity
+    from swept as s
+    left join usage_users as u on u.account_id = s.account_id and u.as_of = s.as_of
+    where s.as_of is not null
 ),
 
 final as (

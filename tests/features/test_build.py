@@ -360,15 +360,27 @@ def test_health_golden(golden: pd.DataFrame) -> None:
     )
 
 
-def test_many_dates_in_one_pass_equal_one_date_at_a_time(duck: Warehouse) -> None:
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        [0, 1, -7],
+        [0, 1, -7, -300, -420],  # over 406 days of as_of: two batches of day masks
+        [-500, 200],  # two batches with unread days between: the activity near AS_OF
+    ],
+)
+def test_many_dates_in_one_pass_equal_one_date_at_a_time(
+    duck: Warehouse, offsets: list[int]
+) -> None:
     available = stage(duck, golden_tables())
-    dates = [AS_OF, AS_OF + days(1), AS_OF - days(7)]
+    dates = [AS_OF + days(n) for n in offsets]
     together = build_features(duck, dates, available_tables=available)
     apart = pd.concat(
         [build_features(duck, [d], available_tables=available) for d in sorted(dates)],
         ignore_index=True,
     )
     pd.testing.assert_frame_equal(together, apart)
+    if 1 not in offsets:
+        return
     next_day = together[together["as_of"] == pd.Timestamp(AS_OF + days(1))].set_index("account_id")
     # a second after as_of counts the next day; a4 starts then
     assert next_day.loc["a1", "events_7d"] == 3.0
@@ -414,3 +426,36 @@ def test_exact_duplicate_events_change_no_feature(duck: Warehouse) -> None:
     tables["usage_events"] = pd.concat([usage, usage, usage.head(3)], ignore_index=True)
     doubled = build_features(duck, dates, available_tables=stage(duck, tables))
     pd.testing.assert_frame_equal(clean, doubled)
+
+
+def test_mask_batches_keep_every_window_inside_the_day_masks() -> None:
+    from features.build import MASK_BITS, MASK_WORDS, USAGE_WINDOW_DAYS, mask_batches
+
+    dates = [AS_OF + days(7 * k) for k in range(120)]  # 833 days of weekly dates
+    batches = mask_batches(dates)
+    assert [d for b in batches for d in b] == dates and len(batches) == 3
+    for batch in batches:
+        assert (batch[-1] - batch[0]).days + USAGE_WINDOW_DAYS <= MASK_WORDS * MASK_BITS
+
+
+def test_day_masks_mark_each_window_on_the_days_it_counts() -> None:
+    from features.build import MASK_BITS, day_masks
+
+    bits, windows = day_masks([AS_OF])
+    assert len(bits) == 90  # the 90 days (as_of - 90 days, as_of], numbered by their end
+    words = [c for c in bits.columns if c != "day"]
+    assert (bits[words].astype(bool).sum(axis=1) == 1).all()  # one bit per day
+
+    def days_in(prefix: str) -> set[int]:
+        mask = [int(windows.loc[0, f"{prefix}_{k}"]) for k in range(len(words))]
+        return {
+            int(row.day)
+            for row in bits.itertuples()
+            if any(mask[k] & int(getattr(row, f"b{k}")) for k in range(len(words)))
+        }
+
+    as_of_day = (AS_OF - datetime(1970, 1, 1)).days
+    assert days_in("w7") == set(range(as_of_day - 6, as_of_day + 1))
+    assert days_in("w90") == set(range(as_of_day - 89, as_of_day + 1))
+    assert days_in("wp28") == set(range(as_of_day - 55, as_of_day - 27))
+    assert MASK_BITS < 63  # words stay positive BIGINTs
