@@ -3,9 +3,8 @@
 -- churnlens_usage_days. Distinct users and event types come from usage_users.sql.
 -- Parameters: the events (window floor, last as_of]; only events some window can see are read.
 --
--- Days are numbered by their END: the first midnight at or after event_time, in whole days since
--- 1970-01-01 (an event at 00:00:00 belongs to the day that ends then). With midnight as_of dates,
--- "day in (as_of - n, as_of]" is exactly "event_time in (as_of - n days, as_of]".
+-- Days are numbered by their end (usage_events.sql), so with midnight as_of dates "day in
+-- (as_of - n, as_of]" is exactly "event_time in (as_of - n days, as_of]".
 --
 -- Spans: usage.sql reads sums only at each as_of minus 0, 7, 28, 56 and 90 days (the probe days),
 -- so activity is summed per span, the days after one probe day up to the next: every window is a
@@ -38,9 +37,8 @@ span_days as (
 events as (
     select
         account_id,
-        cast(epoch(date_trunc('day', event_time - interval 1 microsecond)) / 86400 as bigint) + 1
-            as day
-    from stg_usage_events
+        day
+    from churnlens_usage_events
     where event_time > ? and event_time <= ?
 ),
 

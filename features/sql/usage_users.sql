@@ -8,8 +8,8 @@
 -- word), aggregated with bit_or in one pass over the events; every window of every as_of is a
 -- mask of the same shape (churnlens_window_bits). A user is active in a window when the two
 -- masks share a bit, and the user's active days in the 28-day window are the bits they share.
--- Days are numbered by their END (the first midnight at or after event_time), as in
--- usage_days.sql, so "day in (as_of - n, as_of]" is "event_time in (as_of - n days, as_of]".
+-- Days are numbered by their end (usage_events.sql), so "day in (as_of - n, as_of]" is
+-- "event_time in (as_of - n days, as_of]".
 --
 -- Parameters: the events (batch floor, batch last as_of]. The names in braces are the per-word
 -- column lists, written out by build.usage_sql for the batch's number of words (a batch of one
@@ -19,9 +19,8 @@ with events as (
         account_id,
         user_id,
         event_type,
-        cast(epoch(date_trunc('day', event_time - interval 1 microsecond)) / 86400 as bigint) + 1
-            as day
-    from stg_usage_events
+        day
+    from churnlens_usage_events
     where event_time > ? and event_time <= ?
 ),
 
