@@ -28,7 +28,11 @@ ACTIVE_TABLE = "churnlens_active"
 USAGE_DAYS_TABLE = "churnlens_usage_days"
 USAGE_BEFORE_TABLE = "churnlens_usage_before"
 USAGE_USERS_TABLE = "churnlens_usage_users"
-USAGE_EVENTS_VIEW = "churnlens_usage_events"
+# the events with their day: deduplicated (event counts) and as staged (day masks)
+USAGE_EVENTS_VIEWS = {
+    "churnlens_usage_events": "stg_usage_events",
+    "churnlens_usage_events_all": "stg_usage_events_with_duplicates",
+}
 DAY_BITS_TABLE = "churnlens_day_bits"
 WINDOW_BITS_TABLE = "churnlens_window_bits"
 USAGE_WINDOW_DAYS = 90  # the longest usage window (usage.sql); events older than it are not read
@@ -99,7 +103,8 @@ def prepare_usage(wh: Warehouse, dates: Sequence[datetime]) -> None:
     distinct users and event types from ``sql/usage_users.sql``, which reads the events once per
     batch of dates (:func:`mask_batches`; one batch for up to 406 days of as_of)."""
     floor = min(dates) - timedelta(days=USAGE_WINDOW_DAYS)
-    wh.replace_temp_view(USAGE_EVENTS_VIEW, read_sql("usage_events"))
+    for view, source in USAGE_EVENTS_VIEWS.items():
+        wh.replace_temp_view(view, read_sql("usage_events").format(source=source))
     materialize(wh, USAGE_DAYS_TABLE, read_sql("usage_days"), [floor, max(dates)])
     materialize(wh, USAGE_BEFORE_TABLE, read_sql("usage_before"), [floor])
     for i, batch in enumerate(mask_batches(dates)):

@@ -1,6 +1,10 @@
 -- Staged usage events with the day each falls on (grain: event), the one place that numbers
--- days: build.py creates it as the temp view churnlens_usage_events, which usage_days.sql and
--- usage_users.sql read with their own time bounds (pushed down to the scan).
+-- days: build.py creates it as two temp views, which the usage queries read with their own time
+-- bounds (pushed down to the scan): churnlens_usage_events from stg_usage_events (exact
+-- duplicates removed, for the event counts of usage_days.sql) and churnlens_usage_events_all
+-- from stg_usage_events_with_duplicates (for usage_users.sql: a duplicate cannot change the days
+-- a user or an event type was active, so its masks skip the DISTINCT). {source} is one of those
+-- two staging views, written in by build.py.
 --
 -- Days are numbered by their END: the first midnight at or after event_time, in whole days since
 -- 1970-01-01 (an event at 00:00:00 belongs to the day that ends then). With midnight as_of dates,
@@ -13,7 +17,7 @@ with final as (
         event_time,
         cast(epoch(date_trunc('day', event_time - interval 1 microsecond)) / 86400 as bigint) + 1
             as day
-    from stg_usage_events
+    from {source}
 )
 
 select * from final

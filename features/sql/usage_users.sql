@@ -20,7 +20,7 @@ with events as (
         user_id,
         event_type,
         day
-    from churnlens_usage_events
+    from churnlens_usage_events_all
     where event_time > ? and event_time <= ?
 ),
 
