@@ -35,25 +35,48 @@ masks as (
     from events as e
     inner join churnlens_day_bits as d on d.day = e.day
     group by grouping sets ((e.account_id, e.user_id), (e.account_id, e.event_type))
-    having coalesce(e.user_id, e.event_type) is not null
 ),
 
--- every mask against every window of its account's as_of dates, users and types in one join
-final as (
+users as (
     select
         a.account_id,
         a.as_of,
-        count(*) filter (where m.kind = 'user' and ({active_w7}) <> 0) as active_users_7d,
-        count(*) filter (where m.kind = 'user' and ({active_w28}) <> 0) as active_users_28d,
-        count(*) filter (where m.kind = 'user' and ({active_w90}) <> 0) as active_users_90d,
-        count(*) filter (where m.kind = 'user' and ({active_wp28}) <> 0) as active_users_prev_28d,
-        cast(sum(case when m.kind = 'user' then {user_days_w28} else 0 end) as bigint)
-            as user_days_28d,
-        count(*) filter (where m.kind = 'type' and ({active_w28}) <> 0) as event_types_28d
+        count(*) filter (where ({active_w7}) <> 0) as active_users_7d,
+        count(*) filter (where ({active_w28}) <> 0) as active_users_28d,
+        count(*) filter (where ({active_w90}) <> 0) as active_users_90d,
+        count(*) filter (where ({active_wp28}) <> 0) as active_users_prev_28d,
+        sum({user_days_w28}) as user_days_28d
     from churnlens_active as a
     inner join churnlens_window_bits as w on w.as_of = a.as_of
     inner join masks as m on m.account_id = a.account_id
+    where m.kind = 'user' and m.user_id is not null
     group by a.account_id, a.as_of
+),
+
+types as (
+    select
+        a.account_id,
+        a.as_of,
+        count(*) filter (where ({active_w28}) <> 0) as event_types_28d
+    from churnlens_active as a
+    inner join churnlens_window_bits as w on w.as_of = a.as_of
+    inner join masks as m on m.account_id = a.account_id
+    where m.kind = 'type' and m.event_type is not null
+    group by a.account_id, a.as_of
+),
+
+final as (
+    select
+        coalesce(u.account_id, t.account_id) as account_id,
+        coalesce(u.as_of, t.as_of) as as_of,
+        coalesce(u.active_users_7d, 0) as active_users_7d,
+        coalesce(u.active_users_28d, 0) as active_users_28d,
+        coalesce(u.active_users_90d, 0) as active_users_90d,
+        coalesce(u.active_users_prev_28d, 0) as active_users_prev_28d,
+        coalesce(u.user_days_28d, 0) as user_days_28d,
+        coalesce(t.event_types_28d, 0) as event_types_28d
+    from users as u
+    full outer join types as t on t.account_id = u.account_id and t.as_of = u.as_of
 )
 
 select * from final
