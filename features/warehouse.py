@@ -265,6 +265,20 @@ class DuckDBWarehouse(Warehouse):
         self.con = _CLOSED
 
 
+MIN_POSTGRES_VERSION = 140000  # bit_count(bit) (features/sql/usage_users.sql) is PostgreSQL 14+
+
+
+def check_postgres_version(server_version: int) -> None:
+    """A clear error for a server older than PostgreSQL 14 (psycopg's ``server_version``,
+    e.g. 150004 for 15.4), before a feature query fails on a missing function."""
+    if server_version < MIN_POSTGRES_VERSION:
+        found = f"{server_version // 10000}.{server_version % 10000}"
+        raise WarehouseError(
+            f"PostgreSQL {found} is too old: churnlens needs PostgreSQL 14 or later "
+            "(the usage features count bits with bit_count)"
+        )
+
+
 class PostgresWarehouse(Warehouse):
     """PostgreSQL through psycopg 3; SQL is transpiled from DuckDB's dialect by sqlglot."""
 
@@ -280,6 +294,7 @@ class PostgresWarehouse(Warehouse):
                 f"cannot connect to PostgreSQL ({_redact(dsn)}): {exc}. "
                 "Check CHURNLENS_PG_DSN and that the server is running."
             ) from exc
+        check_postgres_version(self.con.info.server_version)
         self.con.execute("SET TIME ZONE 'UTC'")
         self.default_schema = "public"
 

@@ -140,3 +140,19 @@ def test_injection_through_a_table_name_never_reaches_sql(duck) -> None:
 def test_dsn_password_is_redacted(dsn, secret) -> None:
     redacted = _redact(dsn)
     assert secret not in redacted and "***" in redacted
+
+
+def test_postgres_older_than_14_is_refused_with_the_reason() -> None:
+    from features.warehouse import WarehouseError, check_postgres_version
+
+    check_postgres_version(140000)
+    check_postgres_version(150004)
+    with pytest.raises(WarehouseError, match=r"PostgreSQL 13\.11 is too old.*14 or later"):
+        check_postgres_version(130011)
+
+
+def test_bit_count_reaches_postgres_as_a_count_of_bit_64() -> None:
+    from features.warehouse import _to_postgres
+
+    sql = _to_postgres("select bit_count(a & b) from t")
+    assert "BIT_COUNT(CAST(a & b AS BIT(64)))" in sql
