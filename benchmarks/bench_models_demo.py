@@ -36,7 +36,7 @@ from features.grid import observation_dates
 from features.labels import build_labels
 from features.validation import prepare_sources
 from features.warehouse import DuckDBWarehouse
-from models.dataset import label_gap_days, target_spec, training_frame
+from models.dataset import target_spec, training_frame
 from models.train import HEALTH, LOGISTIC, MODEL, TrainResult, train_model
 from pipelines.config import Settings, load_settings
 from pipelines.demo_data import generate_demo, write_demo
@@ -166,15 +166,11 @@ def run_target(
     clock = time.perf_counter()
     spec = target_spec(target)
     dataset = training_frame(features, labels, target=target)
-    lab = settings.features.labels
-    gap = label_gap_days(
-        lead_days=lab.lead_days, horizon_days=lab.horizon_days, grace_days=lab.grace_days
-    )
     result = train_model(
         dataset,
         target=target,
         config=settings.model,
-        gap_days=gap,
+        gap_days=settings.features.labels.maturity_days,
         output_dir=report_dir / target if report_dir else None,
     )
     calibrator = result.bundle.calibrator

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.config import LabelConfig
 from models.config import ModelConfig, TuningConfig
-from models.dataset import label_gap_days, training_frame
+from models.dataset import training_frame
 from models.evaluation import metrics_table
 from models.train import train_model
 
@@ -93,7 +94,7 @@ def main() -> None:
     config = ModelConfig(
         num_threads=args.threads, tuning=TuningConfig(trials=args.trials, timeout_seconds=60)
     )
-    gap = label_gap_days(lead_days=0, horizon_days=HORIZON, grace_days=GRACE)
+    gap = LabelConfig(lead_days=0, horizon_days=HORIZON, grace_days=GRACE).maturity_days
     total = time.perf_counter()
     for target in config.targets:
         start = time.perf_counter()

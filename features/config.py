@@ -77,6 +77,12 @@ class LabelConfig(_Strict):
     contraction_min_ratio: float = Field(0.10, ge=0, description="ARR drop that is contraction")
     inactivity_days: int = Field(60, gt=0, description="inactivity-based churn: days with no use")
 
+    @property
+    def maturity_days(self) -> int:
+        """Days after ``as_of`` until its label is fully known (lead + horizon + grace): the
+        purge between training and test rows, and when a past run date's outcomes have matured."""
+        return self.lead_days + self.horizon_days + self.grace_days
+
 
 class FeatureConfig(_Strict):
     observation: ObservationConfig = ObservationConfig()

@@ -67,12 +67,6 @@ def target_spec(target: str) -> TargetSpec:
     return TARGET_SPECS[target]
 
 
-def label_gap_days(*, lead_days: int, horizon_days: int, grace_days: int = 0) -> int:
-    """Days after ``as_of`` until its label is fully known: a training row at ``s`` may only be
-    used to predict test rows at ``t`` when ``s < t - gap`` (rolling-origin purge)."""
-    return int(lead_days + horizon_days + grace_days)
-
-
 def training_frame(features: pd.DataFrame, labels: pd.DataFrame, *, target: str) -> pd.DataFrame:
     """Features joined to labels on ``(account_id, as_of)``; rows whose label for ``target`` is
     censored (NA) are dropped. Adds the value column the ARR-captured metric uses. Sorted by

@@ -194,7 +194,7 @@ def train_model(
     """Tune, backtest (LightGBM vs baselines on the same rolling-origin folds), then fit the
     final bundle on the whole dataset (a :func:`models.dataset.training_frame`).
 
-    ``gap_days`` is the label gap (:func:`models.dataset.label_gap_days`); the health-score
+    ``gap_days`` is the label gap (``features.config.LabelConfig.maturity_days``); the health-score
     baseline runs when ``health_score`` has values unless ``health_available`` is False;
     ``previous`` is the current champion, scored as-is on every fold (skipped with a warning when
     the dataset lacks its features). With ``output_dir``, the plots and evaluation report are

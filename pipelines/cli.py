@@ -279,9 +279,7 @@ def demo(
     demo_data(config=config, accounts=accounts, seed=None, end=run_date.isoformat(), years=None)
     cfg = str(config) if config else None
     labels = settings.features.labels
-    matured_by = run_date - timedelta(
-        days=labels.lead_days + labels.horizon_days + labels.grace_days
-    )
+    matured_by = run_date - timedelta(days=labels.maturity_days)
     with prefect_session():
         if history:
             year_ago = run_date - timedelta(weeks=52)

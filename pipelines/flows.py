@@ -23,7 +23,7 @@ from features.labels import build_labels, censoring_summary
 from features.validation import ContractError, SourceReport, prepare_sources
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
-from models.dataset import label_gap_days, training_frame
+from models.dataset import training_frame
 from models.monitoring import ALERTING, feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import train_model
@@ -97,10 +97,6 @@ def fit(
     health_available: bool,
     previous: ModelBundle | None,
 ) -> Any:
-    labels = settings.features.labels
-    gap = label_gap_days(
-        lead_days=labels.lead_days, horizon_days=labels.horizon_days, grace_days=labels.grace_days
-    )
     model = settings.model
     logger = get_run_logger()
     logger.info(
@@ -117,7 +113,7 @@ def fit(
         dataset,
         target=target,
         config=model,
-        gap_days=gap,
+        gap_days=settings.features.labels.maturity_days,
         health_available=health_available,
         previous=previous,
         output_dir=settings.data_dir / "evaluation" / target,

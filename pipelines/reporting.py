@@ -67,19 +67,13 @@ def _retention(wh: Warehouse, settings: Settings, run_date: date) -> tuple[pd.Da
     return quarters, cohorts, events
 
 
-def _maturity_days(settings: Settings) -> int:
-    """Days from a run date until its label window has closed (lead + horizon + grace)."""
-    labels_cfg = settings.features.labels
-    return labels_cfg.lead_days + labels_cfg.horizon_days + labels_cfg.grace_days
-
-
 def _matured_outcomes(
     wh: Warehouse, settings: Settings, history: ScoreHistory, run_date: date
 ) -> pd.DataFrame | None:
     """Labels of past run dates whose label window has closed by ``run_date``."""
     labels_cfg = settings.features.labels
-    horizon = _maturity_days(settings)
-    matured = [d for d in history.run_dates if d + timedelta(days=horizon) <= run_date]
+    maturity = settings.features.labels.maturity_days
+    matured = [d for d in history.run_dates if d + timedelta(days=maturity) <= run_date]
     if not matured:
         return None
     return build_labels(
@@ -123,7 +117,7 @@ def _forecast(
         outcomes,
         run_date=pd.Timestamp(day),
         level_sd=spreads,
-        matured_after_days=_maturity_days(settings),
+        matured_after_days=settings.features.labels.maturity_days,
     )
     return forecast_next_period(latest, seed=settings.model.seed, level=level)
 
@@ -245,7 +239,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 outcomes,
                 seed=settings.model.seed,
                 level_sd=spreads,
-                matured_after_days=_maturity_days(settings),
+                matured_after_days=settings.features.labels.maturity_days,
             )
         audit = _audit(wh, report, matured, events, _champion_features(settings))
     forecast = _forecast(settings, history, outcomes, spreads)

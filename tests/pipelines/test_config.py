@@ -55,3 +55,9 @@ def test_postgres_credentials_come_only_from_the_environment(
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml does not exist"):
         load_settings([tmp_path / "nope.yaml"])
+
+
+def test_label_maturity_is_lead_plus_horizon_plus_grace():
+    from features.config import LabelConfig
+
+    assert LabelConfig(lead_days=14, horizon_days=90, grace_days=30).maturity_days == 134
