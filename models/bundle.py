@@ -103,13 +103,15 @@ def check_library_versions(
         was, now = recorded.get(name), installed.get(name)
         if now is None or (was is not None and _major_minor(was) == _major_minor(now)):
             continue
-        saved = f"saved with {name} {was}" if was else f"records no {name} version"
-        message = f"{source}: {saved}, but {now} is installed"
+        if was is None:
+            message = f"{source}: records no {name} version ({now} is installed)"
+            fix = "retrain the model"
+        else:
+            message = f"{source}: saved with {name} {was}, but {now} is installed"
+            fix = f"retrain the model or install {name} {'.'.join(_major_minor(was))}.x"
         if name in loaded and strict:
-            needed = f"install {name} {'.'.join(_major_minor(was))}.x" if was else "retrain it"
             raise LibraryVersionError(
-                f"{message}; its {name} objects are not loaded across versions: retrain the "
-                f"model or {needed}"
+                f"{message}; its {name} objects are not loaded across versions: {fix}"
             )
         warnings.warn(message, stacklevel=2)
         messages.append(message)
