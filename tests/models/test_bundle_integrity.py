@@ -212,3 +212,15 @@ def test_a_loaded_library_with_no_recorded_version_is_refused(saved):
     _write_meta(saved, meta)
     with pytest.raises(LibraryVersionError, match="records no scikit-learn version"):
         ModelBundle.load(saved)
+
+
+def test_a_refused_bundle_is_a_one_line_cli_error_and_never_retried():
+    from pipelines.cli import _user_error
+    from pipelines.flows import _is_transient
+
+    class _Failed:
+        def result(self) -> None:
+            raise ArtifactIntegrityError("t-churn v1: model.txt changed")
+
+    assert _user_error(ArtifactIntegrityError("t-churn v1: model.txt changed"))
+    assert not _is_transient(None, None, _Failed())
