@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +128,20 @@ class TrackingConfig(_Strict):
         None, description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db (absolute)"
     )
     experiment: str = "churnlens"
-    model_name_prefix: str = "churnlens"
+    model_name_prefix: str = Field(
+        "churnlens", description="registered models are <prefix>-<target>; letters, digits, _ . -"
+    )
+
+    @field_validator("model_name_prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str) -> str:
+        # it goes into MLflow filter strings, which have no escape for quotes
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", value):
+            raise ValueError(
+                f"tracking.model_name_prefix {value!r}: use 1-100 letters, digits, '_', '.' or "
+                "'-', starting with a letter or digit"
+            )
+        return value
 
     def resolved_uri(self, data_dir: Path) -> str:
         if self.tracking_uri:

@@ -4,15 +4,22 @@ Each target has a registered model ``<prefix>-<target>``. A new version always g
 ``challenger``; it becomes ``champion`` only when it beats the current champion on the latest
 backtest fold by ``promotion.min_improvement`` without a worse calibration error (the first
 version becomes champion). Promotions and rollbacks are recorded as version tags and in the
-registered model's description, with a UTC timestamp and the reason.
+registered model's description, with a UTC timestamp and the reason; every promotion pushes the
+champion it replaces onto a history (a registered-model tag holding a JSON list), so each
+rollback goes one champion further back.
 
 The registered MLflow model is a pyfunc wrapper around the :class:`ModelBundle` (it casts
-string categoricals to the bundle's fixed levels, avoiding mlflow#12910); the bundle directory
-is also logged as the run artifact ``bundle/``, which :func:`load_bundle` reads.
+string categoricals to the bundle's fixed levels, avoiding mlflow#12910), logged "from code"
+(nothing pickled). The bundle directory is stored once, as that model's artifact ``bundle``;
+the SHA-256 of each of its files is recorded in the tracking store (version tag
+``churnlens.artifacts_sha256``) and logged as the run artifact ``artifacts.sha256.json``.
+:func:`load_bundle` downloads the registered version's own bundle, checks it against those
+hashes and loads it with :meth:`ModelBundle.load`; it never imports the logged pyfunc code.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +32,16 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from models.bundle import FeatureMismatchError, ModelBundle, current_library_versions
+from models.bundle import (
+    ArtifactIntegrityError,
+    FeatureMismatchError,
+    ModelBundle,
+    artifact_hashes,
+    current_library_versions,
+)
 from models.config import PromotionConfig, TrackingConfig
 from models.metrics import METRIC_NAMES
 from models.train import CHAMPION, MODEL, TrainResult
@@ -38,7 +51,11 @@ CHALLENGER_ALIAS = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # same name as in models/pyfunc_model.py
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 FEATURES_ARTIFACT = "features.json"
+HASHES_ARTIFACT = "artifacts.sha256.json"
 TAG_PREFIX = "churnlens."
+HASHES_TAG = TAG_PREFIX + "artifacts_sha256"
+HISTORY_TAG = TAG_PREFIX + "champion_history"
+HISTORY_LIMIT = 200  # earlier champions kept for rollback; older ones are dropped
 
 
 class RegistryError(LookupError):
@@ -198,6 +215,7 @@ def log_and_register(
     info = result.dataset_info | (dataset_info or {})
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         _log_run(result, info, Path(tmp), report_dir=Path(data_dir) / "reports" / result.target)
+        hashes = _log_bundle_hashes(Path(tmp) / BUNDLE_ARTIFACT)
         model_info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -206,7 +224,10 @@ def log_and_register(
             pip_requirements=_pip_requirements(),
         )
     created = client.create_model_version(
-        name=_ensure_registered(client, name), source=model_info.model_uri, run_id=run.info.run_id
+        name=_ensure_registered(client, name),
+        source=model_info.model_uri,
+        run_id=run.info.run_id,
+        tags={HASHES_TAG: json.dumps(hashes, sort_keys=True)},
     )
     version = str(created.version)
     client.set_model_version_tag(name, version, TAG_PREFIX + "target", result.target)
@@ -236,6 +257,15 @@ def log_and_register(
     )
 
 
+def _log_bundle_hashes(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file of the saved bundle (``bundle.json`` too), logged with the run as
+    a tag and as ``artifacts.sha256.json``; returns them for the version tag."""
+    hashes = artifact_hashes(directory, include_meta=True)
+    mlflow.log_dict({BUNDLE_ARTIFACT: hashes}, HASHES_ARTIFACT)
+    mlflow.set_tag(HASHES_TAG, json.dumps(hashes, sort_keys=True))
+    return hashes
+
+
 def _pip_requirements() -> list[str]:
     versions = current_library_versions()
     return [
@@ -260,7 +290,8 @@ def _run_id(client: MlflowClient, name: str, version: str) -> str:
 
 
 def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path) -> None:
-    """Params, config, data window, fingerprint, features, metrics, plots, report and bundle."""
+    """Params, config, data window, fingerprint, features, metrics, plots and report; saves
+    the bundle into ``tmp/bundle`` for the model to log."""
     mlflow.log_params({f"lgb.{k}": v for k, v in result.bundle.params.items()})
     mlflow.log_params(
         {
@@ -307,22 +338,48 @@ def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir
 
         write_report(result, report_dir)
     mlflow.log_artifacts(str(result.report_path.parent), "evaluation")
-    result.bundle.save(tmp / BUNDLE_ARTIFACT)
-    mlflow.log_artifacts(str(tmp / BUNDLE_ARTIFACT), BUNDLE_ARTIFACT)
+    result.bundle.save(tmp / BUNDLE_ARTIFACT)  # logged once, as the pyfunc model's artifact
 
 
 def _set_champion(
     client: MlflowClient, name: str, version: str, *, reason: str, event: str
 ) -> None:
-    """Move the champion alias, remembering the previous champion for rollback."""
+    """Move the champion alias, pushing the previous champion onto the rollback history."""
     previous = _current_version(client, name, CHAMPION_ALIAS)
     stamp = _now()
     if previous is not None and previous != version:
         client.set_model_version_tag(name, version, TAG_PREFIX + "previous_champion", previous)
+        _write_champion_history(client, name, [*_champion_history(client, name), previous])
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_at", stamp)
     client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_reason", reason)
     _append_history(client, name, f"{stamp} {event} v{version} (was v{previous}): {reason}")
+
+
+def _champion_history(client: MlflowClient, name: str) -> list[str]:
+    """Earlier champions, oldest first: the registered model's history tag or, for a model
+    promoted before there was one, the current champion's ``previous_champion`` tag."""
+    tags = client.get_registered_model(name).tags
+    if HISTORY_TAG in tags:
+        return [str(v) for v in json.loads(tags[HISTORY_TAG])]
+    current = _current_version(client, name, CHAMPION_ALIAS)
+    if current is None:
+        return []
+    previous = client.get_model_version(name, current).tags.get(TAG_PREFIX + "previous_champion")
+    return [] if previous is None else [previous]
+
+
+def _write_champion_history(client: MlflowClient, name: str, history: list[str]) -> None:
+    value = json.dumps(history[-HISTORY_LIMIT:])
+    client.set_registered_model_tag(name, HISTORY_TAG, value)
+
+
+def _version_exists(client: MlflowClient, name: str, version: str) -> bool:
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        return False
+    return True
 
 
 def _append_history(client: MlflowClient, name: str, line: str) -> None:
@@ -349,19 +406,29 @@ def promote(
 def rollback(
     *, tracking: TrackingConfig, data_dir: Path, target: str, reason: str = "manual"
 ) -> str:
-    """Give the champion alias back to the version that held it before the current champion."""
+    """Give the champion alias back to the version that held it before the current champion,
+    popping it off the history, so the next rollback goes one further back (versions deleted
+    since are skipped)."""
     client = _client(tracking, data_dir)
     name = tracking.model_name(target)
     current = _current_version(client, name, CHAMPION_ALIAS)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
-    tags = client.get_model_version(name, current).tags
-    previous = tags.get(TAG_PREFIX + "previous_champion")
-    if previous is None:
-        raise RegistryError(f"{name} v{current} records no earlier champion to roll back to")
+    history = _champion_history(client, name)
+    skipped = []
+    while history and (history[-1] == current or not _version_exists(client, name, history[-1])):
+        skipped.append(history.pop())
+    if not history:
+        gone = f" (deleted since: {', '.join('v' + v for v in skipped)})" if skipped else ""
+        raise RegistryError(
+            f"{name} v{current} records no earlier champion to roll back to{gone}: "
+            "promote a version instead (churnlens models promote)"
+        )
+    previous = history.pop()
     stamp = _now()
     client.set_model_version_tag(name, current, TAG_PREFIX + "rolled_back_at", stamp)
     client.set_model_version_tag(name, current, TAG_PREFIX + "rolled_back_reason", reason)
+    _write_champion_history(client, name, history)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, previous)
     client.set_model_version_tag(name, previous, TAG_PREFIX + "restored_at", stamp)
     _append_history(client, name, f"{stamp} rolled back v{current} -> v{previous}: {reason}")
@@ -397,9 +464,28 @@ def version_metrics(*, tracking: TrackingConfig, data_dir: Path, model: str) -> 
 
 
 def _registered_names(client: MlflowClient, tracking: TrackingConfig) -> list[str]:
+    """Every registered model named ``<prefix>-...``; ``_`` in the prefix is a LIKE wildcard
+    (MLflow has no escape for it), so the matches are filtered by the exact prefix."""
     prefix = tracking.model_name_prefix + "-"
-    found = client.search_registered_models(f"name LIKE '{prefix}%'")
-    return sorted(m.name for m in found)
+    names: list[str] = []
+    token = None
+    while True:
+        page = client.search_registered_models(
+            f"name LIKE {_filter_literal(prefix + '%')}", page_token=token
+        )
+        names += [m.name for m in page if m.name.startswith(prefix)]
+        token = page.token
+        if not token:
+            return sorted(names)
+
+
+def _filter_literal(value: str) -> str:
+    """``value`` as a string literal of an MLflow filter string, which has no escape inside
+    quotes: in single quotes, or double quotes when it holds a single quote."""
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise RegistryError(f"{value!r} holds both quote characters: MLflow cannot search for it")
 
 
 def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[str, Any]]:
@@ -410,7 +496,7 @@ def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[
             return []
         raise RegistryError(f"no registered model {name}: train it first") from exc
     rows = []
-    for mv in client.search_model_versions(f"name = '{name}'"):
+    for mv in client.search_model_versions(f"name = {_filter_literal(name)}"):
         metrics = client.get_run(mv.run_id).data.metrics
         rows.append(
             {
@@ -438,8 +524,11 @@ def load_bundle(
     alias: str = CHAMPION_ALIAS,
     strict_versions: bool = True,
 ) -> tuple[ModelBundle, ModelRef]:
-    """Load the bundle behind ``<prefix>-<target>@<alias>``; checks that its feature list matches
-    the run's logged one and that its library versions match the installed ones."""
+    """Load the bundle behind ``<prefix>-<target>@<alias>`` from the registered version's own
+    model artifact, after checking its files against the SHA-256 recorded in the tracking
+    store (plus everything :meth:`ModelBundle.load` checks); its feature list must match the
+    run's logged one. Problems with the files raise :class:`ArtifactIntegrityError` naming the
+    model, version and artifact location."""
     client = _client(tracking, data_dir)
     name = tracking.model_name(target)
     try:
@@ -449,15 +538,67 @@ def load_bundle(
             f"no version of {name} has the alias {alias!r}: train first, or promote a version "
             "(churnlens models list / promote)"
         ) from exc
-    cache = Path(data_dir).resolve() / "model_cache" / name / str(mv.version)
+    ref = ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+    expected = _recorded_hashes(mv.tags, ref)
+    cache = Path(data_dir).resolve() / "model_cache"
     cache.mkdir(parents=True, exist_ok=True)
-    path = mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=str(cache)
-    )
-    bundle = ModelBundle.load(path, strict_versions=strict_versions)
-    logged = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}")
+    with tempfile.TemporaryDirectory(dir=cache, prefix=f"{name}-v{mv.version}-") as tmp:
+        location = _bundle_location(client, ref, Path(tmp))
+        source = f"{ref} (bundle at {location})"
+        path = _download(location, Path(tmp) / BUNDLE_ARTIFACT, source=source)
+        bundle = ModelBundle.load(
+            path, strict_versions=strict_versions, source=source, expected_sha256=expected
+        )
+    features_uri = f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}"
+    try:
+        logged = mlflow.artifacts.load_dict(features_uri)
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ArtifactIntegrityError(
+            f"{ref}: cannot read the run's feature list {features_uri} ({exc})"
+        ) from None
     if logged["features"] != bundle.feature_names:
         raise FeatureMismatchError(
-            f"{name} v{mv.version}: bundle features differ from the run's logged feature list"
+            f"{ref}: bundle features differ from the run's logged feature list"
         )
-    return bundle, ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+    return bundle, ref
+
+
+def _recorded_hashes(tags: dict[str, str], ref: ModelRef) -> dict[str, str]:
+    if HASHES_TAG not in tags:
+        raise ArtifactIntegrityError(
+            f"{ref} records no SHA-256 of its bundle files (tag {HASHES_TAG}; registered by an "
+            "older churnlens), so they cannot be checked and it was not loaded: retrain "
+            "(churnlens train) or promote a version registered since"
+        )
+    return dict(json.loads(tags[HASHES_TAG]))
+
+
+def _bundle_location(client: MlflowClient, ref: ModelRef, tmp: Path) -> str:
+    """URI of the bundle inside the registered version's model artifact, as its MLmodel
+    file names it."""
+    root = client.get_model_version_download_uri(ref.name, ref.version)
+    mlmodel = _download(f"{root}/MLmodel", tmp / "MLmodel", source=f"{ref} (model at {root})")
+    flavor = Model.load(mlmodel).flavors.get("python_function", {})
+    relative = flavor.get("artifacts", {}).get(BUNDLE_ARTIFACT, {}).get("path")
+    if not relative:
+        raise ArtifactIntegrityError(
+            f"{ref} (model at {root}): its MLmodel names no {BUNDLE_ARTIFACT!r} artifact"
+        )
+    return f"{root}/{relative}"
+
+
+def _download(uri: str, destination: Path, *, source: str) -> Path:
+    """Download one artifact file or folder to ``destination``; a missing one is an
+    :class:`ArtifactIntegrityError` naming ``source`` and ``uri``."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(destination.parent)
+        )
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ArtifactIntegrityError(
+            f"{source}: cannot read {uri} ({first}); the artifact was deleted or moved: "
+            "restore it, or retrain and promote another version"
+        ) from None
+    return Path(path)

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import json
+import pickle
+import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
+from models.bundle import CALIBRATOR_FILE, ArtifactIntegrityError, artifact_hashes
 from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
 from models.forecast import LEVEL_SD_METRIC
 from models.registry import (
+    HASHES_ARTIFACT,
+    HASHES_TAG,
     RegistryError,
+    _filter_literal,
+    _registered_names,
     configure_tracking,
     list_versions,
     load_bundle,
@@ -22,6 +32,7 @@ from models.registry import (
 )
 from models.train import CHAMPION, MODEL, TrainResult, train_model
 from tests.models.conftest import make_panel
+from tests.models.test_bundle_integrity import _RunsCodeWhenUnpickled
 
 GAP = 28
 TRACKING = TrackingConfig(experiment="test-churnlens", model_name_prefix="t")
@@ -221,3 +232,130 @@ def test_pyfunc_model_scores_string_categoricals_like_the_bundle(dataset, store:
 def test_missing_alias_is_a_clear_error(store: Path):
     with pytest.raises(RegistryError, match="alias 'champion'"):
         load_bundle(tracking=_tracking("none"), data_dir=store, target="churn")
+
+
+# --- integrity of the registered artifacts, rollback history, filter strings -----------------
+
+
+@pytest.fixture(scope="module")
+def trained(dataset) -> TrainResult:
+    return _train(dataset)
+
+
+def _register(trained: TrainResult, store: Path, prefix: str) -> str:
+    registered = log_and_register(
+        trained, tracking=_tracking(prefix), data_dir=store, run_name=prefix, dataset_info={}
+    )
+    return registered.version
+
+
+def _bundle_dir(store: Path, prefix: str, version: str = "1") -> Path:
+    configure_tracking(_tracking(prefix), data_dir=store)
+    root = mlflow.MlflowClient().get_model_version_download_uri(f"{prefix}-churn", version)
+    return Path(urlparse(root).path) / "artifacts" / "bundle"
+
+
+def test_each_file_is_hashed_in_the_tracking_store_and_the_bundle_stored_once(trained, store):
+    _register(trained, store, "hashed")
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version("hashed-churn", "1")
+    recorded = json.loads(mv.tags[HASHES_TAG])
+    directory = _bundle_dir(store, "hashed")
+    assert recorded == artifact_hashes(directory, include_meta=True)
+    assert set(recorded) == {"bundle.json", "model.txt", CALIBRATOR_FILE}
+    run_artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
+    assert HASHES_ARTIFACT in run_artifacts
+    assert "bundle" not in run_artifacts
+    logged = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{HASHES_ARTIFACT}")
+    assert logged == {"bundle": recorded}
+
+
+def test_a_bundle_tampered_in_the_store_is_refused_even_with_a_rewritten_manifest(
+    trained, store, tmp_path
+):
+    _register(trained, store, "tampered")
+    directory = _bundle_dir(store, "tampered")
+    marker = tmp_path / "code-ran"
+    (directory / CALIBRATOR_FILE).write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(marker)))
+    meta = json.loads((directory / "bundle.json").read_text())
+    meta["artifacts_sha256"] = artifact_hashes(directory)
+    (directory / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        load_bundle(tracking=_tracking("tampered"), data_dir=store, target="churn")
+    message = str(caught.value)
+    assert message.startswith(f"tampered-churn v1 (bundle at {directory.as_uri()})")
+    assert "bundle.json changed" in message and f"{CALIBRATOR_FILE} changed" in message
+    assert not marker.exists()
+
+
+def test_a_deleted_artifact_folder_names_model_version_and_path(trained, store):
+    _register(trained, store, "deleted")
+    directory = _bundle_dir(store, "deleted")
+    shutil.rmtree(directory)
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        load_bundle(tracking=_tracking("deleted"), data_dir=store, target="churn")
+    message = str(caught.value)
+    assert message.startswith("deleted-churn v1 (bundle at ")
+    assert f"cannot read {directory.as_uri()}" in message
+    assert "deleted or moved" in message
+
+
+def test_serving_never_runs_the_logged_pyfunc_code(trained, store, tmp_path):
+    _register(trained, store, "code")
+    logged_code = _bundle_dir(store, "code").parents[1] / "pyfunc_model.py"
+    marker = tmp_path / "code-ran"
+    logged_code.write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n")
+    bundle, ref = load_bundle(tracking=_tracking("code"), data_dir=store, target="churn")
+    assert (str(ref), bundle.target) == ("code-churn v1", "churn")
+    assert not marker.exists()
+
+
+def test_a_version_registered_without_hashes_is_refused(trained, store):
+    _register(trained, store, "old")
+    mlflow.MlflowClient().delete_model_version_tag("old-churn", "1", HASHES_TAG)
+    with pytest.raises(ArtifactIntegrityError, match=r"old-churn v1 records no SHA-256.*retrain"):
+        load_bundle(tracking=_tracking("old"), data_dir=store, target="churn")
+
+
+def test_rollback_walks_back_through_every_earlier_champion(trained, store):
+    tracking = _tracking("stack")
+    for _ in range(3):
+        _register(trained, store, "stack")  # v1 champion; v2 and v3 do not beat it
+    for version in ("2", "3"):
+        promote(tracking=tracking, data_dir=store, target="churn", version=version)
+
+    def champion() -> str:
+        return load_bundle(tracking=tracking, data_dir=store, target="churn")[1].version
+
+    assert champion() == "3"
+    assert "v3 to v2" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert champion() == "2"
+    assert "v2 to v1" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert champion() == "1"
+    with pytest.raises(RegistryError, match="stack-churn v1 records no earlier champion"):
+        rollback(tracking=tracking, data_dir=store, target="churn")
+
+    for version in ("2", "3"):  # history [1, 2]; v2 is then deleted and skipped
+        promote(tracking=tracking, data_dir=store, target="churn", version=version)
+    mlflow.MlflowClient().delete_model_version("stack-churn", "2")
+    assert "v3 to v1" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert champion() == "1"
+    history = mlflow.MlflowClient().get_registered_model("stack-churn").description
+    assert history.count("rolled back") == 3
+
+
+@pytest.mark.parametrize("prefix", ["t'x", 't"x', "a b", "x%", "", "-x", "x;drop"])
+def test_a_model_name_prefix_outside_the_safe_pattern_is_refused(prefix):
+    with pytest.raises(ValidationError, match=r"tracking\.model_name_prefix"):
+        TrackingConfig(model_name_prefix=prefix)
+
+
+def test_filter_literals_are_quoted_and_like_wildcards_do_not_leak(store):
+    assert _filter_literal("a-b") == "'a-b'"
+    assert _filter_literal("a'b") == '"a\'b"'
+    with pytest.raises(RegistryError, match="both quote characters"):
+        _filter_literal("a'b\"c")
+    client = mlflow.MlflowClient(configure_tracking(_tracking("u_x"), data_dir=store))
+    for name in ("u_x-churn", "uax-churn"):
+        client.create_registered_model(name)
+    assert _registered_names(client, _tracking("u_x")) == ["u_x-churn"]
