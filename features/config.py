@@ -49,6 +49,13 @@ class WarehouseConfig(_Strict):
     source_schema: str | None = None
     output_schema: str = "churnlens"
     tables: dict[str, SourceTable] = Field(default_factory=dict)
+    max_unmatched_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="largest share of a table's rows whose account_id is not in accounts that "
+        "is excluded and reported; above it validation fails",
+    )
 
     @field_validator("source_schema", "output_schema")
     @classmethod

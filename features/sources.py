@@ -12,10 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from features.config import SourceTable, WarehouseConfig
 from features.warehouse import Warehouse, qualified, quote_ident
+
+
+class SourceMappingError(ValueError):
+    """``warehouse.tables`` names a table or column the contract does not have."""
+
 
 ColumnType = Literal["id", "text", "integer", "number", "boolean", "date", "timestamp"]
 Action = Literal["error", "exclude"]
@@ -56,13 +62,16 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
     description: str = ""
-    # timestamp columns that must not lie after the run date
+    # timestamp columns read point-in-time; the first one dates the row: rows dated after the
+    # reference time (the end of the run date) are excluded, so a run never sees its future
     event_time_columns: tuple[str, ...] = field(default=())
     rules: tuple[TableRule, ...] = ()
     feature_group: str = ""  # features that need this table (for "skipped" messages)
     deduplicate: bool = False  # rows identical in every contract column are counted and dropped
     needs_account: bool = True  # rows whose account_id is not in accounts are excluded
     needs_contract: bool = False  # accounts without any contract row are excluded
+    open_ended: str | None = None  # a nullable end column where NULL means "until ended"
+    overlap_key: tuple[str, ...] = ()  # rows of one key whose periods must not overlap
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -120,6 +129,8 @@ CONTRACT: dict[str, TableSpec] = {
             key=("contract_id",),
             description="one row per contract or add-on; ARR is recognised while it runs",
             feature_group="commercial",
+            open_ended="end_date",
+            overlap_key=("account_id", "product"),
             rules=(
                 TableRule(
                     "end_before_start",
@@ -133,9 +144,20 @@ CONTRACT: dict[str, TableSpec] = {
                 _c("contract_id", "id", "unique contract identifier"),
                 _c("product", "text", "product or plan", nullable=True),
                 _c("start_date", "date", "first day the contract is in force"),
-                _c("end_date", "date", "day the contract ends (exclusive)"),
+                _c(
+                    "end_date",
+                    "date",
+                    "day the contract ends (exclusive); NULL: open-ended (evergreen)",
+                    nullable=True,
+                ),
                 _c("arr", "number", "annual recurring revenue of this contract", minimum=0),
-                _c("seats", "integer", "licensed seats", nullable=True, minimum=0),
+                _c(
+                    "seats",
+                    "integer",
+                    "licensed seats; NULL if not seat-based",
+                    nullable=True,
+                    minimum=1,
+                ),
             ),
         ),
         TableSpec(
@@ -313,18 +335,18 @@ def locate_sources(config: WarehouseConfig) -> dict[str, SourceLocation]:
     """Resolve every contract table to its physical location (whether it exists or not)."""
     unknown = set(config.tables) - set(CONTRACT)
     if unknown:
-        raise ValueError(
-            f"warehouse.tables has unknown table(s) {sorted(unknown)}; "
-            f"the contract tables are {sorted(CONTRACT)}"
+        keys = ", ".join(f"warehouse.tables.{name}" for name in sorted(unknown))
+        raise SourceMappingError(
+            f"unknown table key(s) {keys}: the contract tables are {', '.join(CONTRACT)}"
         )
     located = {}
     for name, spec in CONTRACT.items():
         mapping = config.tables.get(name, SourceTable())
         bad = set(mapping.columns) - {c.name for c in spec.columns}
         if bad:
-            raise ValueError(
-                f"warehouse.tables.{name}.columns maps unknown contract column(s) {sorted(bad)}; "
-                f"{name} has {[c.name for c in spec.columns]}"
+            raise SourceMappingError(
+                f"warehouse.tables.{name}.columns maps unknown contract column(s) "
+                f"{', '.join(sorted(bad))}: {name} has {', '.join(c.name for c in spec.columns)}"
             )
         located[name] = SourceLocation(
             spec=spec,
@@ -408,7 +430,29 @@ def typed_expr(wh: Warehouse, col: ColumnSpec, physical: str, physical_type: str
         return f"CAST(({src} AT TIME ZONE 'UTC') AS DATE)"
     if family == "text":
         return f"CAST({wh.try_cast(src, target)} AS {target})"
+    if col.type == "integer" and family in ("decimal", "float"):
+        # NaN, infinities and values beyond BIGINT would abort the cast: NULL, reported by the
+        # not_integer rule (NaN compares above every number, so BETWEEN leaves it out)
+        return f"CAST(CASE WHEN {src} BETWEEN -9.2e18 AND 9.2e18 THEN {src} END AS BIGINT)"
     return f"CAST({src} AS {target})"
+
+
+# timezone-bearing text: a clock time followed by Z, UTC or a numeric offset
+_OFFSET_TEXT = r"[0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*(z|utc|[+-][0-9]{2}(:?[0-9]{2})?)\s*$"
+
+
+def converted_to_utc(col: ColumnSpec, physical_type: str) -> str | None:
+    """SQL over ``"<column>__raw"`` true for a value staging converts to UTC (a TIMESTAMPTZ
+    value, or text with a zone or offset); None when the column holds no such values."""
+    if col.type not in ("timestamp", "date"):
+        return None
+    raw = quote_ident(f"{col.name}__raw")
+    family = type_family(physical_type)
+    if family == "timestamptz":
+        return f"{raw} IS NOT NULL"
+    if family == "text" and col.type == "timestamp":
+        return f"REGEXP_MATCHES(lower(trim(CAST({raw} AS VARCHAR))), '{_OFFSET_TEXT}')"
+    return None
 
 
 # --- row rules: one list for validation (counting) and staging (excluding) ---------------------
@@ -429,6 +473,24 @@ class RowRule:
     invalid: str
     expected: str
     action: Action = "error"
+
+
+_NON_FINITE = "(CAST('NaN' AS DOUBLE), CAST('Infinity' AS DOUBLE), CAST('-Infinity' AS DOUBLE))"
+
+
+def _number_rules(col: ColumnSpec, physical_type: str) -> list[RowRule]:
+    """NaN and infinities in numbers; fractions (and NaN) in whole-number columns, which a
+    cast would otherwise round (25.5 seats -> 26) or abort on."""
+    q, raw = quote_ident(col.name), quote_ident(f"{col.name}__raw")
+    if col.type == "number":
+        invalid = f"{q} IN {_NON_FINITE}"
+        return [RowRule("not_finite", (col.name,), invalid, "a finite number (not NaN or inf)")]
+    if col.type == "integer" and type_family(physical_type) in ("decimal", "float"):
+        invalid = (
+            f"{raw} IS NOT NULL AND ({q} IS NULL OR CAST({raw} AS DOUBLE) <> CAST({q} AS DOUBLE))"
+        )
+        return [RowRule("not_integer", (col.name,), invalid, "a whole number")]
+    return []
 
 
 def _value_rules(col: ColumnSpec) -> list[RowRule]:
@@ -472,12 +534,12 @@ def row_rules(spec: TableSpec, present: Mapping[str, str]) -> list[RowRule]:
             )
         if not col.nullable:
             rules.append(RowRule("null", (col.name,), f"{raw} IS NULL", "a value (not NULL)"))
+        rules.extend(_number_rules(col, usable[col.name]))
         rules.extend(_value_rules(col))
-        if col.name in spec.event_time_columns:
-            expected = "no later than the reference time (end of the run date)"
-            rules.append(
-                RowRule("future_timestamp", (col.name,), f"{q} > CAST(? AS TIMESTAMP)", expected)
-            )
+        if spec.event_time_columns[:1] == (col.name,):
+            expected = "no later than the end of the run date"
+            invalid = f"{q} > CAST(? AS TIMESTAMP)"
+            rules.append(RowRule("after_run_date", (col.name,), invalid, expected, "exclude"))
     rules.extend(
         RowRule(r.check, r.columns, r.invalid, r.expected, r.action)
         for r in spec.rules
@@ -485,6 +547,14 @@ def row_rules(spec: TableSpec, present: Mapping[str, str]) -> list[RowRule]:
     )
     if "account_id" in usable and spec.needs_account:
         rules.append(_membership_rule("unknown_account", "{accounts}", "account_id in accounts"))
+        invalid = (
+            '"account_id" IN (SELECT "account_id" FROM {accounts} '
+            'WHERE "created_at" > CAST(? AS TIMESTAMP))'
+        )
+        expected = "an account created by the end of the run date"
+        rules.append(
+            RowRule("account_after_run_date", ("account_id",), invalid, expected, "exclude")
+        )
     if "account_id" in usable and spec.needs_contract:
         rules.append(_membership_rule("no_contract", "{contracts}", "at least one contract"))
     return rules
@@ -612,10 +682,13 @@ def staging_select(
     *,
     sources: Mapping[str, SourceLocation] | None = None,
     deduplicate: bool | None = None,
+    reference_time: datetime | None = None,
 ) -> str | None:
     """The SQL of ``stg_<table>``: typed columns, minus excluded rows (and exact duplicates when
     the table deduplicates). Without ``sources``, cross-table exclusions use the contract names in
-    the same schema. None when the source is absent."""
+    the same schema. ``reference_time`` (naive UTC, the end of the run date) drops the rows dated
+    after it; without it (unit tests of feature SQL) those rules are left out. None when the
+    source is absent."""
     physical = physical_columns(wh, loc)
     distinct = loc.spec.deduplicate if deduplicate is None else deduplicate
     select = typed_select(wh, loc, physical, distinct=distinct) if physical else None
@@ -631,7 +704,14 @@ def staging_select(
     for rule in row_rules(loc.spec, present):
         if rule.action != "exclude":
             continue
-        invalid = resolve_relations(rule.invalid, relations)
+        rule_sql = rule.invalid
+        if "?" in rule_sql:
+            if reference_time is None:
+                continue
+            # a view cannot hold bound parameters; the literal is formatted from a datetime,
+            # never from user text (and before relations, whose regexes may hold "?")
+            rule_sql = rule_sql.replace("?", timestamp_literal(reference_time))
+        invalid = resolve_relations(rule_sql, relations)
         if invalid is not None:
             conditions.append(f"NOT COALESCE(({invalid}), FALSE)")
     names = ", ".join(quote_ident(c.name) for c in loc.spec.columns)
@@ -645,6 +725,7 @@ def create_staging_view(
     *,
     sources: Mapping[str, SourceLocation] | None = None,
     deduplicate: bool | None = None,
+    reference_time: datetime | None = None,
 ) -> bool:
     """(Re)create the temporary view ``stg_<table>`` for one source (and, for a table that
     deduplicates, ``stg_<table>_with_duplicates``). Returns False when the source is absent (see
@@ -654,16 +735,32 @@ def create_staging_view(
     :func:`features.validation.prepare_sources`, which does both), so a bad column gets a message
     naming it rather than a cast error.
     """
-    sql = staging_select(wh, loc, sources=sources, deduplicate=deduplicate)
+    sql = staging_select(
+        wh, loc, sources=sources, deduplicate=deduplicate, reference_time=reference_time
+    )
     if sql is None:
         return False
     wh.replace_temp_view(staging_view(loc.spec.name), sql)
     if loc.spec.deduplicate:
         kept = sql  # staged without the DISTINCT: the same rows
         if deduplicate is not False:
-            kept = staging_select(wh, loc, sources=sources, deduplicate=False) or sql
+            kept = (
+                staging_select(
+                    wh, loc, sources=sources, deduplicate=False, reference_time=reference_time
+                )
+                or sql
+            )
         wh.replace_temp_view(with_duplicates_view(loc.spec.name), kept)
     return True
+
+
+def timestamp_literal(moment: datetime) -> str:
+    """A naive-UTC ``datetime`` as a SQL TIMESTAMP literal (for views, which cannot bind)."""
+    if not isinstance(moment, datetime):
+        raise TypeError(f"expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return f"CAST('{moment:%Y-%m-%d %H:%M:%S.%f}' AS TIMESTAMP)"
 
 
 def create_empty_staging_view(wh: Warehouse, spec: TableSpec) -> None:

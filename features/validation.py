@@ -2,9 +2,11 @@
 
 Every check is SQL run inside the warehouse and derived from ``features.sources.CONTRACT``
 (:func:`features.sources.row_rules`): one aggregate query per table counts every row rule at once
-(one scan; a second, grouped query only for tables with a key). Only failing checks fetch example
-rows. Rules are either errors (collected, then raised together as one :class:`ContractError`) or
-counted exclusions that the staging views drop; ``docs/data-contract.md`` lists which is which.
+(one scan; a second, grouped query only for tables with a key, a self-join of contracts for
+overlaps). Only failing checks and exclusions fetch example rows. Rules are either errors
+(collected, then raised together as one :class:`ContractError`) or counted exclusions that the
+staging views drop; ``docs/data-contract.md`` lists which is which. Every time cut-off is the
+``reference_time`` passed in (the end of the run date), never the clock.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from features.sources import (
     RowRule,
     SourceLocation,
     TableSpec,
+    converted_to_utc,
     create_empty_staging_view,
     create_staging_view,
     locate_sources,
@@ -38,11 +41,31 @@ from features.sources import (
 from features.warehouse import Warehouse, quote_ident
 
 MAX_EXAMPLES = 5
+MAX_EXCLUSION_EXAMPLES = 3
+DEFAULT_MAX_UNMATCHED_SHARE = 0.05
 
 _EXCLUSION_TEXT = {
     "unknown_account": "account_id not in accounts",
+    "account_after_run_date": "account created after the run date",
     "no_contract": "account has no contract",
     "exact_duplicate": "exact duplicates of another row (one copy kept)",
+}
+
+_HINTS = {
+    "wrong_type": "convert {physical} to {type} in the source",
+    "null": "fill these values or filter the rows out in the source",
+    "not_finite": "store a finite number (NaN and infinities cannot be summed or compared)",
+    "not_integer": "store whole numbers: a fraction would be rounded, NaN cannot be counted",
+    "end_before_start": "fix the dates in the source",
+    "negative": "fix the values in the source (refunds are not negative ARR)",
+    "bad_value": "use {expected}; other scales must be converted in the source",
+}
+_COLUMN_HINTS = {
+    ("contracts", "seats", "bad_value"): "use NULL for a contract that is not sold by seat",
+    ("contracts", "arr", "negative"): (
+        "fix the values in the source (refunds are not negative ARR; 0 is accepted for "
+        "usage-priced contracts)"
+    ),
 }
 
 
@@ -97,6 +120,9 @@ class SourceReport:
     rows: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # table -> reason -> up to three example ids of excluded rows
+    examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    reference_time: dt.datetime | None = None
 
     def lines(self) -> list[str]:
         """Plain-language run-log lines, one per fact."""
@@ -104,17 +130,29 @@ class SourceReport:
         for table in self.available:
             out.append(f"{table}: {self.rows.get(table, 0):,} rows checked")
             for reason, n in self.exclusions.get(table, {}).items():
-                out.append(f"{table}: {n:,} rows excluded - {_reason_text(table, reason)}")
+                line = f"{table}: {n:,} rows excluded - {self._reason(table, reason)}"
+                ids = self.examples.get(table, {}).get(reason)
+                if ids:
+                    line += f" (e.g. {', '.join(ids)})"
+                out.append(line)
         for table in self.skipped:
             out.append(f"{table}: absent - {CONTRACT[table].feature_group} features skipped")
         out.extend(self.notes)
         out.append(f"validated {len(self.available)} source tables in {self.seconds:.1f} s")
         return out
 
+    def _reason(self, table: str, reason: str) -> str:
+        text = _reason_text(table, reason)
+        if reason.endswith("after_run_date") and self.reference_time is not None:
+            text += f" ({self.reference_time:%Y-%m-%d})"
+        return text
+
 
 def _reason_text(table: str, reason: str) -> str:
     if reason in _EXCLUSION_TEXT:
         return _EXCLUSION_TEXT[reason]
+    if reason == "after_run_date":
+        return f"{CONTRACT[table].event_time_columns[0]} after the run date"
     column = reason.removeprefix("unknown_")
     spec = CONTRACT[table]
     if any(c.name == column for c in spec.columns):
@@ -126,13 +164,19 @@ def _reason_text(table: str, reason: str) -> str:
 
 
 def validate_sources(
-    wh: Warehouse, locations: Mapping[str, SourceLocation], *, reference_time: dt.datetime
+    wh: Warehouse,
+    locations: Mapping[str, SourceLocation],
+    *,
+    reference_time: dt.datetime,
+    max_unmatched_share: float = DEFAULT_MAX_UNMATCHED_SHARE,
 ) -> SourceReport:
     """Check every located source against the contract; raise one :class:`ContractError` that
     lists all problems, else return what is available and what the staging views will exclude.
 
-    ``reference_time`` is the newest moment the data may describe (the end of the latest run
-    date being processed, naive UTC); timestamps after it are errors.
+    ``reference_time`` is the end of the run date (naive UTC, or tz-aware): rows dated after it
+    are excluded and counted, so the run sees the data as they were on its date. A table whose
+    share of rows with an ``account_id`` not in ``accounts`` exceeds ``max_unmatched_share``
+    is an error (ids that do not join at all); below it those rows are excluded and counted.
     """
     started = time.perf_counter()
     ref = _naive_utc(reference_time)
@@ -150,17 +194,23 @@ def validate_sources(
     relations = reference_relations(wh, {n: locations[n] for n in physical})
     rows: dict[str, int] = {}
     exclusions: dict[str, dict[str, int]] = {}
+    examples: dict[str, dict[str, list[str]]] = {}
     notes: list[str] = []
     for name, cols in physical.items():
         loc = locations[name]
         problems += _structural_problems(loc, cols)
         notes += _absent_nullable_notes(loc, cols)
-        n_rows, row_problems, excluded = _check_rows(wh, loc, cols, relations, ref)
-        rows[name] = n_rows
-        problems += row_problems
+        checked = _check_rows(wh, loc, cols, relations, ref, max_unmatched_share)
+        rows[name] = checked.n_rows
+        problems += checked.problems
+        notes += checked.notes
+        if checked.n_rows == 0 and loc.spec.required:
+            problems.append(_empty_table(loc))
         problems += _duplicate_keys(wh, loc, cols)
-        if excluded:
-            exclusions[name] = excluded
+        problems += _overlapping_periods(wh, loc, cols)
+        if checked.excluded:
+            exclusions[name] = checked.excluded
+            examples[name] = checked.examples
     if problems:
         raise ContractError(problems)
     return SourceReport(
@@ -170,6 +220,8 @@ def validate_sources(
         rows=rows,
         notes=notes,
         seconds=time.perf_counter() - started,
+        examples=examples,
+        reference_time=ref,
     )
 
 
@@ -178,15 +230,24 @@ def prepare_sources(
 ) -> SourceReport:
     """Locate the contract tables, validate them, and (re)create the ``stg_<table>`` views.
 
-    Absent optional tables get an empty staging view with the contract columns, so optional
-    joins still run; ``SourceReport.skipped`` says which feature groups to skip.
+    The views drop every excluded row, those dated after ``reference_time`` included. Absent
+    optional tables get an empty staging view with the contract columns, so optional joins
+    still run; ``SourceReport.skipped`` says which feature groups to skip.
     """
     locations = locate_sources(config)
-    report = validate_sources(wh, locations, reference_time=reference_time)
+    report = validate_sources(
+        wh,
+        locations,
+        reference_time=reference_time,
+        max_unmatched_share=config.max_unmatched_share,
+    )
+    ref = _naive_utc(reference_time)
     for name in report.available:
         dupes = report.exclusions.get(name, {}).get("exact_duplicate", 0)
         # DISTINCT only when needed: on 50M events it costs more than the whole scan
-        create_staging_view(wh, locations[name], sources=locations, deduplicate=dupes > 0)
+        create_staging_view(
+            wh, locations[name], sources=locations, deduplicate=dupes > 0, reference_time=ref
+        )
     for name in report.skipped:
         create_empty_staging_view(wh, CONTRACT[name])
     return report
@@ -258,13 +319,25 @@ def _absent_nullable_notes(loc: SourceLocation, physical: Mapping[str, str]) -> 
 # --- row checks: one aggregate scan per table -----------------------------------------------
 
 
+@dataclass
+class _Checked:
+    """What the row scan of one table found."""
+
+    n_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 def _check_rows(
     wh: Warehouse,
     loc: SourceLocation,
     physical: Mapping[str, str],
     relations: Mapping[str, str],
     ref: dt.datetime,
-) -> tuple[int, list[Problem], dict[str, int]]:
+    max_unmatched_share: float,
+) -> _Checked:
     """Count every row rule of one table in one query; fetch examples of the failing ones."""
     src = typed_select(wh, loc, physical, with_raw=True)
     assert src is not None  # physical columns were found, so the source exists
@@ -276,6 +349,8 @@ def _check_rows(
         aggregates.append(f"sum(CASE WHEN f{i} THEN 1 ELSE 0 END) AS k{i}")
         # count in the rule as written: a resolved relation may hold "?" inside regex literals
         params += [ref] * rule.invalid.count("?")
+    facts = _fact_aggregates(loc, physical)
+    aggregates += [f"sum(CASE WHEN {sql} THEN 1 ELSE 0 END) AS {alias}" for alias, sql in facts]
     kept = _kept(rules)
     if loc.spec.deduplicate:
         aggregates.append(f"sum(CASE WHEN {kept} THEN 1 ELSE 0 END) AS kept_rows")
@@ -283,32 +358,138 @@ def _check_rows(
     with_flagged = f"WITH src AS (\n  {src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
     sql = with_flagged + "SELECT\n  " + ",\n  ".join(aggregates) + "\nFROM flagged"
     counts = wh.query(sql, params).iloc[0]
-    problems: list[Problem] = []
-    excluded: dict[str, int] = {}
+    out = _Checked(n_rows=_int(counts["n_rows"]))
+    out.notes = _fact_notes(loc, {alias: _int(counts[alias]) for alias, _ in facts})
     for i, (rule, rule_sql) in enumerate(rules):
         n = _int(counts[f"k{i}"])
         if n == 0:
             continue
-        if rule.action == "exclude":
-            excluded[rule.check] = excluded.get(rule.check, 0) + n
+        if rule.action == "exclude" and not _too_many_unmatched(
+            rule, n, out.n_rows, max_unmatched_share
+        ):
+            out.excluded[rule.check] = out.excluded.get(rule.check, 0) + n
+            found = _examples(wh, loc, src, rule_sql, rule.invalid.count("?"), ref, columns=())
+            out.examples[rule.check] = [
+                _example_id(loc.spec, row) for row in found[:MAX_EXCLUSION_EXAMPLES]
+            ]
             continue
-        examples = _examples(wh, loc, src, rule, rule_sql, ref)
-        problems.append(_row_problem(loc, rule, n, examples, ref))
-    if loc.spec.deduplicate:
-        # the same rules over the distinct rows, as the staging view sees them; a separate
-        # query measured faster than count(DISTINCT ROW(...)) inside the aggregate
-        distinct_src = typed_select(wh, loc, physical, with_raw=True, distinct=True)
-        excluding = [(i, r, q) for i, (r, q) in enumerate(rules) if r.action == "exclude"]
-        flagged = ", ".join(["*", *(f"COALESCE(({q}), FALSE) AS f{i}" for i, _, q in excluding)])
-        distinct = wh.query(
-            f"WITH src AS (\n  {distinct_src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
-            f"SELECT sum(CASE WHEN {kept} THEN 1 ELSE 0 END) AS n FROM flagged",
-            [ref] * sum(r.invalid.count("?") for _, r, _ in excluding),
+        examples = _examples(
+            wh, loc, src, rule_sql, rule.invalid.count("?"), ref, columns=rule.columns
         )
-        dupes = _int(counts["kept_rows"]) - _int(distinct["n"].iloc[0])
+        if rule.action == "exclude":
+            out.problems.append(
+                _unmatched_problem(loc, n, out.n_rows, examples, max_unmatched_share)
+            )
+        else:
+            out.problems.append(_row_problem(loc, rule, n, examples, ref))
+    if loc.spec.deduplicate:
+        dupes = _exact_duplicates(wh, loc, physical, rules, kept, ref, _int(counts["kept_rows"]))
         if dupes:
-            excluded["exact_duplicate"] = dupes
-    return _int(counts["n_rows"]), problems, excluded
+            out.excluded["exact_duplicate"] = dupes
+            out.examples["exact_duplicate"] = _duplicate_examples(wh, loc, physical)
+    return out
+
+
+def _exact_duplicates(
+    wh: Warehouse,
+    loc: SourceLocation,
+    physical: Mapping[str, str],
+    rules: list[tuple[RowRule, str]],
+    kept: str,
+    ref: dt.datetime,
+    kept_rows: int,
+) -> int:
+    """Rows the DISTINCT of the staging view drops: the same rules over the distinct rows, as
+    the view sees them; a separate query measured faster than count(DISTINCT ROW(...))."""
+    distinct_src = typed_select(wh, loc, physical, with_raw=True, distinct=True)
+    excluding = [(i, r, q) for i, (r, q) in enumerate(rules) if r.action == "exclude"]
+    flagged = ", ".join(["*", *(f"COALESCE(({q}), FALSE) AS f{i}" for i, _, q in excluding)])
+    distinct = wh.query(
+        f"WITH src AS (\n  {distinct_src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
+        f"SELECT sum(CASE WHEN {kept} THEN 1 ELSE 0 END) AS n FROM flagged",
+        [ref] * sum(r.invalid.count("?") for _, r, _ in excluding),
+    )
+    return kept_rows - _int(distinct["n"].iloc[0])
+
+
+def _duplicate_examples(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]
+) -> list[str]:
+    """Up to three rows stored more than once, run only when there are some. Looked for first
+    among the rows of the first 50 accounts (a filtered pass instead of grouping millions of
+    events on every column), then, if none are there, in the whole table."""
+    src = typed_select(wh, loc, physical)
+    cols = ", ".join(quote_ident(c.name) for c in loc.spec.columns)
+    ident = ", ".join(quote_ident(c) for c in loc.spec.example_columns)
+    found: list[dict[str, Any]] = []
+    for subset in (
+        'WHERE "account_id" IN (SELECT DISTINCT "account_id" FROM src ORDER BY 1 LIMIT 50)',
+        "",
+    ):
+        sql = (
+            f"WITH src AS (\n  {src}\n)\nSELECT {ident} FROM src {subset} GROUP BY {cols} "
+            f"HAVING count(*) > 1 ORDER BY {ident} LIMIT {MAX_EXCLUSION_EXAMPLES}"
+        )
+        found = wh.query(sql).to_dict("records")
+        if found:
+            break
+    return [_example_id(loc.spec, {k: _plain(v) for k, v in r.items()}) for r in found]
+
+
+def _too_many_unmatched(rule: RowRule, n: int, n_rows: int, max_share: float) -> bool:
+    """Ids that do not join beyond the threshold are an error: a wrong id column or mapping
+    would otherwise silently drop most of a table."""
+    return rule.check == "unknown_account" and n_rows > 0 and n / n_rows > max_share
+
+
+def _unmatched_problem(
+    loc: SourceLocation, n: int, n_rows: int, examples: list[dict[str, Any]], max_share: float
+) -> Problem:
+    physical = loc.physical("account_id")
+    return Problem(
+        table=loc.spec.name,
+        column="account_id",
+        check="unknown_account",
+        n_rows=n,
+        examples=examples,
+        expected=(
+            f"at most {max_share:.0%} of rows with an account_id not in accounts, "
+            f"found {n / n_rows:.1%} ({n:,} of {n_rows:,})"
+        ),
+        hint=(
+            f"check that {physical} holds the same ids as accounts.account_id (mapping: "
+            f"warehouse.tables.{loc.spec.name}.columns); to accept and exclude this share, "
+            "raise warehouse.max_unmatched_share"
+        ),
+        physical=physical if "account_id" in loc.columns else None,
+    )
+
+
+def _fact_aggregates(loc: SourceLocation, physical: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Counts that are reported, not checked: values converted to UTC, open-ended rows."""
+    present = present_columns(loc, physical)
+    facts = []
+    for col in loc.spec.columns:
+        if col.name in present and type_accepted(col.type, present[col.name]):
+            converted = converted_to_utc(col, present[col.name])
+            if converted is not None:
+                facts.append((f"utc_{col.name}", f"COALESCE(({converted}), FALSE)"))
+    end = loc.spec.open_ended
+    if end is not None and end in present:
+        facts.append(("open_ended", f"{quote_ident(end + '__raw')} IS NULL"))
+    return facts
+
+
+def _fact_notes(loc: SourceLocation, counts: Mapping[str, int]) -> list[str]:
+    name, notes = loc.spec.name, []
+    for alias, n in counts.items():
+        if n and alias.startswith("utc_"):
+            column = alias.removeprefix("utc_")
+            notes.append(f"{name}.{column}: converted {n:,} values from UTC offsets to UTC")
+        elif n and alias == "open_ended":
+            end = loc.spec.open_ended
+            notes.append(f"{name}: {n:,} open-ended contracts ({end} NULL: active until ended)")
+    return notes
 
 
 def _runnable_rules(
@@ -331,18 +512,34 @@ def _kept(rules: list[tuple[RowRule, str]]) -> str:
 
 
 def _examples(
-    wh: Warehouse, loc: SourceLocation, src: str, rule: RowRule, rule_sql: str, ref: dt.datetime
+    wh: Warehouse,
+    loc: SourceLocation,
+    src: str,
+    rule_sql: str,
+    n_params: int,
+    ref: dt.datetime,
+    *,
+    columns: tuple[str, ...],
 ) -> list[dict[str, Any]]:
-    """Up to five offending rows: the identifying columns, then the offending raw values."""
+    """Up to five matching rows: the identifying columns, then the raw values of ``columns``."""
     select = {c: quote_ident(c) for c in loc.spec.example_columns}
-    select.update({c: quote_ident(f"{c}__raw") for c in rule.columns})
+    select.update({c: quote_ident(f"{c}__raw") for c in columns})
     items = ", ".join(f"{expr} AS {quote_ident(name)}" for name, expr in select.items())
+    order = ", ".join(quote_ident(c) for c in loc.spec.example_columns)
     sql = (
         f"WITH src AS (\n  {src}\n)\nSELECT {items} FROM src "
-        f"WHERE COALESCE(({rule_sql}), FALSE) LIMIT {MAX_EXAMPLES}"
+        f"WHERE COALESCE(({rule_sql}), FALSE) ORDER BY {order} LIMIT {MAX_EXAMPLES}"
     )
-    frame = wh.query(sql, [ref] * rule.invalid.count("?"))
+    frame = wh.query(sql, [ref] * n_params)
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _example_id(spec: TableSpec, row: Mapping[str, Any]) -> str:
+    """A row named in a run-log line: its key, else its account and time."""
+    values = [row.get(c) for c in spec.example_columns]
+    if spec.key:
+        return "/".join(str(v) for v in values)
+    return f"{values[0]} at {values[1]}" if len(values) > 1 else str(values[0])
 
 
 def _row_problem(
@@ -350,27 +547,95 @@ def _row_problem(
 ) -> Problem:
     column = rule.columns[-1]
     physical = loc.physical(column)
-    hints = {
-        "wrong_type": f"convert {physical} to {loc.spec.column(column).type} in the source",
-        "null": "fill these values or filter the rows out in the source",
-        "future_timestamp": (
-            f"rows dated after {ref:%Y-%m-%d %H:%M:%S} UTC: check the run date and time zones "
-            "(timestamps without a zone are read as UTC)"
-        ),
-        "end_before_start": "fix the dates in the source",
-        "negative": "fix the values in the source (refunds are not negative ARR)",
-        "bad_value": f"use {rule.expected}; other scales must be converted in the source",
-    }
+    template = _COLUMN_HINTS.get((loc.spec.name, column, rule.check), _HINTS.get(rule.check, ""))
+    hint = template.format(
+        physical=physical, type=loc.spec.column(column).type, expected=rule.expected
+    )
     return Problem(
         table=loc.spec.name,
         column=column,
         check=rule.check,
         n_rows=n,
         examples=examples,
-        hint=hints.get(rule.check, ""),
+        hint=hint,
         expected=rule.expected,
         physical=physical if column in loc.columns else None,
     )
+
+
+def _empty_table(loc: SourceLocation) -> Problem:
+    name = loc.spec.name
+    return Problem(
+        name,
+        None,
+        "empty_table",
+        0,
+        expected="at least one row",
+        hint=(
+            f"{loc.label} has no rows: load it, or map warehouse.tables.{name} to the table "
+            "that holds them"
+        ),
+    )
+
+
+# --- periods --------------------------------------------------------------------------------
+
+
+def _overlapping_periods(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]
+) -> list[Problem]:
+    """Contracts of one account and product in force on the same day (their ARR would be
+    counted twice). NULL ``end_date`` runs until ended; rows without a product are add-ons
+    and may overlap anything."""
+    spec, key = loc.spec, loc.spec.overlap_key
+    present = present_columns(loc, physical)
+    needed = (*key, *spec.key, "start_date", "end_date")
+    if not key or not all(
+        c in present and type_accepted(spec.column(c).type, present[c]) for c in needed
+    ):
+        return []
+    src = typed_select(wh, loc, physical)
+    (ident,) = spec.key
+    on = " AND ".join(f"a.{quote_ident(k)} = b.{quote_ident(k)}" for k in key)
+    not_null = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in (*key, ident, "start_date"))
+    keys = ", ".join(f"a.{quote_ident(k)}" for k in key)
+    sql = (
+        f"WITH src AS (\n  {src}\n),\n"
+        f"periods AS (SELECT *, COALESCE(end_date, DATE '9999-12-31') AS ends FROM src "
+        f"WHERE {not_null} AND (end_date IS NULL OR end_date > start_date)),\n"
+        f"pairs AS (SELECT {keys}, a.{ident} AS {ident}, b.{ident} AS overlaps_{ident}, "
+        "a.start_date, a.end_date, b.start_date AS other_start_date, b.end_date AS other_end_date "
+        f"FROM periods AS a JOIN periods AS b ON {on} AND a.{ident} < b.{ident} "
+        "AND a.start_date < b.ends AND b.start_date < a.ends)\n"
+        f"SELECT *, count(*) OVER () AS n_pairs FROM pairs ORDER BY {keys.replace('a.', '')}, "
+        f"{ident} LIMIT {MAX_EXAMPLES}"
+    )
+    frame = wh.query(sql)
+    if frame.empty:
+        return []
+    n_pairs = _int(frame["n_pairs"].iloc[0])
+    examples = [
+        {k: _plain(v) for k, v in row.items()}
+        for row in frame.drop(columns=["n_pairs"]).to_dict("records")
+    ]
+    return [
+        Problem(
+            spec.name,
+            ", ".join(key),
+            "overlapping_contracts",
+            n_pairs,
+            examples=examples,
+            expected=(
+                f"no two contracts of one ({', '.join(key)}) in force on the same day; "
+                f"{n_pairs:,} pair{'s' if n_pairs != 1 else ''} overlap and would count ARR twice"
+            ),
+            hint=(
+                "a renewal or upgrade starts on or after the end_date of the contract it "
+                "replaces (end_date is exclusive): end the old one there, or give an add-on "
+                "its own product"
+            ),
+        )
+    ]
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -186,13 +186,25 @@ class DuckDBWarehouse(Warehouse):
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
-        import duckdb
+    def __init__(
+        self, path: str | Path = ":memory:", *, read_only: bool = False, create: bool = True
+    ) -> None:
+        """Open (with ``create``, create if absent, folders included) the DuckDB file ``path``.
 
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Without ``create`` a missing file is a :class:`WarehouseError`, so a mistyped
+        ``duckdb_path`` never turns into a fresh, empty warehouse. A file that another process
+        holds, or that is not a DuckDB database (empty, truncated, another format), is a
+        :class:`WarehouseError` that names the path and says what to do.
+        """
         self.path = str(path)
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        if self.path != ":memory:" and not Path(path).exists():
+            if not create:
+                raise WarehouseError(
+                    f"no DuckDB warehouse at {path}: `churnlens demo-data` creates one, or "
+                    "set warehouse.duckdb_path (or data_dir) to your DuckDB file"
+                )
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = _duckdb_connect(self.path, read_only=read_only)
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own progress bar would interleave with the CLI's status line and Prefect logs.
         self.con.execute("SET enable_progress_bar = false")
@@ -205,6 +217,10 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute(sql, list(params))
 
     def try_cast(self, expr: str, sql_type: str) -> str:
+        if sql_type.upper() == "BIGINT":
+            # DuckDB's TRY_CAST('25.5' AS BIGINT) rounds to 26: a fraction must not cast
+            whole = f"TRY_CAST({expr} AS BIGINT)"
+            return f"CASE WHEN TRY_CAST({expr} AS DOUBLE) = {whole} THEN {whole} END"
         return f"TRY_CAST({expr} AS {sql_type})"
 
     def replace_temp_view(self, name: str, select_sql: str) -> None:
@@ -265,6 +281,34 @@ class DuckDBWarehouse(Warehouse):
         self.con = _CLOSED
 
 
+def _duckdb_connect(path: str, *, read_only: bool) -> Any:
+    """``duckdb.connect`` with its failures as messages: lock held, not a database, unreadable."""
+    import duckdb
+
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        raise WarehouseError(_duckdb_open_message(path, str(exc))) from None
+
+
+def _duckdb_open_message(path: str, error: str) -> str:
+    lock = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error)
+    if lock:
+        return (
+            f"the DuckDB warehouse {path} is in use by another process (PID {lock.group(2)}, "
+            f"{lock.group(1)}): DuckDB allows one writer at a time; wait for that command to "
+            "finish (or stop it) and run again"
+        )
+    if "not a valid DuckDB database file" in error or "Could not read enough bytes" in error:
+        return (
+            f"{path} is not a readable DuckDB database (empty, truncated or another format): "
+            "restore it from a backup, point warehouse.duckdb_path at the right file, or move "
+            "it away and run `churnlens demo-data` for a new demo warehouse"
+        )
+    first = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    return f"cannot open the DuckDB warehouse {path}: {first}"
+
+
 MIN_POSTGRES_VERSION = 140000  # bit_count(bit) (features/sql/usage_users.sql) is PostgreSQL 14+
 
 
@@ -289,11 +333,18 @@ class PostgresWarehouse(Warehouse):
 
         try:
             self.con = psycopg.connect(dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
+        except psycopg.ProgrammingError as exc:
+            # a malformed connection string: libpq's parser names the offending part
             raise WarehouseError(
-                f"cannot connect to PostgreSQL ({_redact(dsn)}): {exc}. "
+                f"the PostgreSQL DSN ({_redact(dsn)}) is not a valid connection string: "
+                f"{_redact(_one_line(exc))}. Set CHURNLENS_PG_DSN (or warehouse.dsn_env) to a "
+                "URL such as postgresql://user@host:5432/db or key=value pairs"
+            ) from None
+        except psycopg.Error as exc:
+            raise WarehouseError(
+                f"cannot connect to PostgreSQL ({_redact(dsn)}): {_redact(_one_line(exc))}. "
                 "Check CHURNLENS_PG_DSN and that the server is running."
-            ) from exc
+            ) from None
         check_postgres_version(self.con.info.server_version)
         self.con.execute("SET TIME ZONE 'UTC'")
         self.default_schema = "public"
@@ -381,6 +432,10 @@ class _Closed:
 
 
 _CLOSED: Any = _Closed()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _redact(dsn: str) -> str:

@@ -102,7 +102,7 @@ def demo_data(
             end=end_date,
             years=years or demo.years,
         )
-    with console.status("writing demo warehouse"), open_warehouse(settings) as wh:
+    with console.status("writing demo warehouse"), open_warehouse(settings, create=True) as wh:
         counts = write_demo(wh, data, schema=settings.warehouse.source_schema)
     rows = [(table, f"{n:,} rows") for table, n in counts.items()]
     console.print(_outputs_table(f"Demo warehouse {_where(settings)}", rows))

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.config import FeatureConfig, WarehouseConfig
+from features.sources import SourceMappingError, locate_sources
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
@@ -123,22 +124,44 @@ def load_settings(
     for path in paths:
         raw = _deep_merge(raw, _read_yaml(Path(path)))
     raw = _deep_merge(raw, overrides or {})
+    sources = ", ".join(str(p) for p in paths)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, ", ".join(str(p) for p in paths))) from None
+        raise ConfigError(_describe(exc, sources)) from None
+    _check_source_mapping(settings.warehouse, sources)
     data_dir = settings.data_dir
     if not data_dir.is_absolute():
         data_dir = (cwd or Path.cwd()) / data_dir
     return settings.model_copy(update={"data_dir": data_dir.resolve()})
 
 
-def open_warehouse(settings: Settings) -> Warehouse:
-    """Connect to the configured warehouse; PostgreSQL credentials come from the environment."""
+def _check_source_mapping(config: WarehouseConfig, sources: str) -> None:
+    """``warehouse.tables`` names only contract tables and columns, and Parquet only on DuckDB:
+    checked at load, so a typo is a message naming the key rather than a failure mid-run."""
+    try:
+        locate_sources(config)
+    except SourceMappingError as exc:
+        raise ConfigError(f"invalid configuration ({sources}): {exc}") from None
+    if config.kind != "duckdb":
+        parquet = sorted(name for name, table in config.tables.items() if table.parquet)
+        if parquet:
+            raise ConfigError(
+                f"invalid configuration ({sources}): warehouse.tables.{parquet[0]}.parquet: "
+                "Parquet sources need the DuckDB warehouse (warehouse.kind: duckdb)"
+            )
+
+
+def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
+    """Connect to the configured warehouse; PostgreSQL credentials come from the environment.
+
+    A DuckDB file that does not exist is an error naming the path, unless ``create`` (only the
+    commands that write a new warehouse, such as ``demo-data``, pass it): a mistyped path must
+    not silently become an empty warehouse.
+    """
     config = settings.warehouse
     if config.kind == "duckdb":
-        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return DuckDBWarehouse(settings.duckdb_path)
+        return DuckDBWarehouse(settings.duckdb_path, create=create)
     dsn = os.environ.get(config.dsn_env)
     if not dsn:
         raise ConfigError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 __all__ = ["as_of_for", "data_horizon", "end_of"]
 
@@ -17,8 +17,8 @@ def end_of(run_date: date) -> datetime:
     return datetime.combine(run_date + timedelta(days=1), time.min) - timedelta(microseconds=1)
 
 
-def data_horizon(run_date: date, *, today: date | None = None) -> datetime:
-    """The newest moment the source data may describe: the end of the run date, or of today
-    when re-running a past date (later rows are then legitimate, and the point-in-time feature
-    windows ignore them). Rows beyond it are clock or time-zone errors."""
-    return end_of(max(run_date, today or datetime.now(UTC).date()))
+def data_horizon(run_date: date) -> datetime:
+    """The newest moment a run for ``run_date`` may see: the end of that day (naive UTC).
+    Staging excludes (and counts) the rows dated after it, so re-running a past date sees the
+    data as they were then, never the clock's "today"."""
+    return end_of(run_date)

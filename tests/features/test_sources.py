@@ -8,6 +8,7 @@ import pytest
 from features.config import WarehouseConfig
 from features.sources import (
     CONTRACT,
+    SourceMappingError,
     create_staging_view,
     locate_sources,
     row_rules,
@@ -76,6 +77,9 @@ def test_row_rules_follow_the_contract() -> None:
     assert ("end_before_start", "end_date", "error") in checks
     assert ("unknown_account", "account_id", "exclude") in checks
     assert ("null", "arr", "error") in checks and ("null", "seats", "error") not in checks
+    assert ("not_finite", "arr", "error") in checks
+    assert ("bad_value", "seats", "error") in checks  # seats >= 1: NULL when not seat-based
+    assert ("null", "end_date", "error") not in checks  # NULL end_date: open-ended
     assert not any(c[0] == "wrong_type" for c in checks)  # no text columns to cast
 
 
@@ -83,7 +87,7 @@ def test_text_columns_get_a_cast_rule_and_wrong_types_get_none() -> None:
     present = {"account_id": "varchar", "scored_at": "varchar", "score": "boolean", "color": "text"}
     checks = _checks("health_scores", present)
     assert ("wrong_type", "scored_at", "error") in checks
-    assert ("future_timestamp", "scored_at", "error") in checks
+    assert ("after_run_date", "scored_at", "exclude") in checks
     assert ("bad_value", "color", "error") in checks
     assert not any(col == "score" for _, col, _ in checks)  # reported as wrong_type instead
 
@@ -119,12 +123,12 @@ def test_locate_sources_applies_mapping_and_defaults() -> None:
 @pytest.mark.parametrize(
     ("tables", "message"),
     [
-        ({"usage": {}}, "warehouse.tables has unknown table"),
+        ({"usage": {}}, "unknown table key.*warehouse.tables.usage: the contract tables are"),
         ({"accounts": {"columns": {"acct": "id"}}}, "warehouse.tables.accounts.columns"),
     ],
 )
 def test_locate_sources_rejects_unknown_names(tables, message) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SourceMappingError, match=message):
         locate_sources(WarehouseConfig.model_validate({"tables": tables}))
 
 
@@ -157,3 +161,64 @@ def test_staging_view_alone_still_applies_exclusions(duck) -> None:
     assert create_staging_view(duck, located["engagement"]) is True
     staged = duck.query("SELECT account_id, kind FROM stg_engagement ORDER BY kind")
     assert staged.to_dict("list") == {"account_id": ["a1", "a1"], "kind": ["email", "qbr"]}
+
+
+def test_whole_number_rule_only_for_fractional_physical_types() -> None:
+    base = {c.name: "varchar" for c in CONTRACT["contracts"].columns}
+    base |= {"start_date": "date", "end_date": "date", "arr": "double"}
+    assert ("not_integer", "seats", "error") in _checks("contracts", base | {"seats": "double"})
+    assert ("not_integer", "seats", "error") in _checks(
+        "contracts", base | {"seats": "decimal(10,2)"}
+    )
+    assert ("not_integer", "seats", "error") not in _checks("contracts", base | {"seats": "bigint"})
+
+
+def test_only_the_first_event_time_column_dates_the_row() -> None:
+    present = {c.name: "varchar" for c in CONTRACT["support_tickets"].columns}
+    present |= {"opened_at": "timestamp", "closed_at": "timestamp"}
+    checks = _checks("support_tickets", present)
+    assert ("after_run_date", "opened_at", "exclude") in checks
+    # a ticket open on the run date and closed later stays: features read closed_at in time
+    assert not any(c[0] == "after_run_date" and c[1] == "closed_at" for c in checks)
+
+
+def test_staging_keeps_null_end_date_and_cuts_off_at_the_reference_time(duck) -> None:
+    import datetime as dt
+
+    duck.create_table_from_frame(
+        pd.DataFrame({"account_id": ["a1"], "created_at": pd.to_datetime(["2024-01-01"])}),
+        "accounts",
+    )
+    duck.create_table_from_frame(
+        pd.DataFrame(
+            {
+                "account_id": ["a1", "a1"],
+                "occurred_at": pd.to_datetime(["2025-01-01 10:00", "2025-01-02 00:00"]),
+                "kind": ["qbr", "email"],
+            }
+        ),
+        "engagement",
+    )
+    duck.execute(
+        "CREATE TABLE contracts AS SELECT 'a1' AS account_id, 'c1' AS contract_id, "
+        "'core' AS product, DATE '2024-01-01' AS start_date, CAST(NULL AS DATE) AS end_date, "
+        "0.0 AS arr, CAST(NULL AS BIGINT) AS seats"
+    )
+    located = locate_sources(WarehouseConfig())
+    ref = dt.datetime(2025, 1, 1, 23, 59, 59, 999999)
+    assert create_staging_view(duck, located["engagement"], reference_time=ref)
+    assert duck.query("SELECT kind FROM stg_engagement")["kind"].tolist() == ["qbr"]
+    assert create_staging_view(duck, located["contracts"], reference_time=ref)
+    staged = duck.query("SELECT end_date, arr FROM stg_contracts")
+    assert staged["end_date"].isna().all() and staged["arr"].tolist() == [0.0]
+
+
+def test_timestamp_literal_is_built_from_a_datetime_only() -> None:
+    import datetime as dt
+
+    from features.sources import timestamp_literal
+
+    aware = dt.datetime(2025, 7, 1, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert timestamp_literal(aware) == "CAST('2025-06-30 23:30:00.000000' AS TIMESTAMP)"
+    with pytest.raises(TypeError):
+        timestamp_literal("2025-01-01'; DROP TABLE accounts; --")  # type: ignore[arg-type]

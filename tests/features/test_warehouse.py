@@ -156,3 +156,85 @@ def test_bit_count_reaches_postgres_as_a_count_of_bit_64() -> None:
 
     sql = _to_postgres("select bit_count(a & b) from t")
     assert "BIT_COUNT(CAST(a & b AS BIT(64)))" in sql
+
+
+# --- opening a warehouse: every failure is one message naming the path ---------------------
+
+
+def test_missing_duckdb_file_is_an_error_and_nothing_is_created(tmp_path) -> None:
+    from features.warehouse import DuckDBWarehouse, WarehouseError
+
+    path = tmp_path / "nowhere" / "warehouse.duckdb"
+    with pytest.raises(WarehouseError, match=r"no DuckDB warehouse at .*churnlens demo-data"):
+        DuckDBWarehouse(path, create=False)
+    assert not path.parent.exists()
+    with DuckDBWarehouse(path, create=True) as wh:
+        wh.execute("CREATE TABLE t AS SELECT 1 AS x")
+    with DuckDBWarehouse(path, create=False) as wh:
+        assert wh.scalar("SELECT x FROM t") == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database " * 500, "truncated"])
+def test_a_file_that_is_not_duckdb_is_named(tmp_path, content) -> None:
+    from features.warehouse import DuckDBWarehouse, WarehouseError
+
+    path = tmp_path / "broken.duckdb"
+    if content == "truncated":
+        with DuckDBWarehouse(tmp_path / "whole.duckdb") as wh:
+            wh.execute("CREATE TABLE t AS SELECT range AS i FROM range(100000)")
+        data = (tmp_path / "whole.duckdb").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(WarehouseError, match="is not a readable DuckDB database") as info:
+        DuckDBWarehouse(path, create=False)
+    assert str(path) in str(info.value)
+
+
+def test_a_duckdb_file_held_by_another_process_names_it(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from features.warehouse import DuckDBWarehouse, WarehouseError
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WarehouseError, match=r"in use by another process \(PID \d+"):
+            DuckDBWarehouse(path, create=False)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("not a dsn", r"is not a valid connection string: missing \"=\" after \"not\""),
+        ("host=127.0.0.1 port=notaport password=s3cret", "invalid integer value"),
+    ],
+)
+def test_a_dsn_that_is_not_a_dsn_is_one_message(dsn, message) -> None:
+    from features.warehouse import PostgresWarehouse, WarehouseError
+
+    with pytest.raises(WarehouseError, match=message) as info:
+        PostgresWarehouse(dsn)
+    assert "s3cret" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_duckdb_try_cast_to_bigint_never_rounds(duck) -> None:
+    duck.create_table_from_frame(pd.DataFrame({"v": ["25", "25.5", " 7 ", "x"]}), "raw")
+    casted = duck.query(f"SELECT v, {duck.try_cast('v', 'BIGINT')} AS n FROM raw")
+    assert casted["n"].isna().tolist() == [False, True, False, True]

@@ -37,8 +37,11 @@ def test_bad_config_key_exits_with_its_name(tmp_path) -> None:
 
 
 def test_validate_names_missing_tables_and_exits_1(tmp_path) -> None:
+    from features.warehouse import DuckDBWarehouse
+
     config = tmp_path / "empty.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    DuckDBWarehouse(tmp_path / "data" / "warehouse.duckdb", create=True).close()
     result = CliRunner().invoke(app, ["validate", "--config", str(config)])
     assert result.exit_code == 1
     for table in ("accounts", "contracts", "usage_events"):
@@ -55,7 +58,7 @@ def test_validate_prints_offending_rows_verbatim(tmp_path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
     data = generate_demo(n_accounts=40, seed=3, end=date(2026, 11, 16), years=1.0)
-    with open_warehouse(load_settings([config])) as wh:
+    with open_warehouse(load_settings([config]), create=True) as wh:
         write_demo(wh, data)
         wh.execute("UPDATE contracts SET arr = -1, contract_id = '[red]neg[/red]' WHERE rowid = 0")
     result = CliRunner().invoke(

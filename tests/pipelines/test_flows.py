@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dic
     config = root / "churnlens.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(root / "data"), **QUICK}))
     settings = load_settings([config])
-    with open_warehouse(settings) as wh:
+    with open_warehouse(settings, create=True) as wh:
         write_demo(wh, generate_demo(n_accounts=220, seed=11, end=RUN_DATE, years=2.5))
     trained = train(RUN_DATE, str(config))
     first = weekly_score(PREVIOUS, str(config))
