@@ -186,13 +186,17 @@ class DuckDBWarehouse(Warehouse):
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
-        import duckdb
-
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        lock_wait_seconds: float = 0,
+    ) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con = _duckdb_connect(self.path, read_only=read_only, wait_seconds=lock_wait_seconds)
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own progress bar would interleave with the CLI's status line and Prefect logs.
         self.con.execute("SET enable_progress_bar = false")
@@ -263,6 +267,40 @@ class DuckDBWarehouse(Warehouse):
         # snapshots until exit, and a live DuckDB handle then makes nanobind report leaks.
         self.con.close()
         self.con = _CLOSED
+
+
+def _duckdb_connect(path: str, *, read_only: bool, wait_seconds: float) -> Any:
+    """Open a DuckDB file; while another process holds it (DuckDB admits one writing process),
+    wait up to ``wait_seconds`` saying so once, then fail with one message naming the holder."""
+    import sys
+    import time
+
+    import duckdb
+
+    deadline, waiting = time.monotonic() + wait_seconds, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+            holder = f"PID {held.group(2)} ({held.group(1)})" if held else "another process"
+            if time.monotonic() >= deadline:
+                raise WarehouseError(
+                    f"DuckDB file {path} is in use by {holder}: DuckDB lets one process write a "
+                    f"file at a time (waited {wait_seconds:g} s). Let that process finish (another "
+                    "churnlens run?) or stop it, then run again"
+                ) from None
+            if not waiting:
+                waiting = True
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+                print(
+                    f"waiting for lock on {path} since {since} UTC: in use by {holder}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(0.2)
 
 
 MIN_POSTGRES_VERSION = 140000  # bit_count(bit) (features/sql/usage_users.sql) is PostgreSQL 14+
