@@ -316,7 +316,7 @@ def for_people(frame: pd.DataFrame, limits: Mapping[str, int] = _DISPLAY_LIMITS)
     full text)."""
     out = frame.copy()
     for column, limit in limits.items():
-        if column in out.columns and out[column].dtype == object:
+        if column in out.columns and _is_text(out[column]):
             out[column] = out[column].map(lambda v, n=limit: clip(v, n))
     return out
 
@@ -329,11 +329,15 @@ def neutralise_formula(value: object) -> object:
     return value
 
 
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
 def csv_text(frame: pd.DataFrame) -> str:
     """``frame`` as CSV with every text cell neutralised against formula injection."""
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+        if _is_text(safe[column]):
             safe[column] = safe[column].map(neutralise_formula)
     buffer = io.StringIO()
     safe.to_csv(buffer, index=False)
