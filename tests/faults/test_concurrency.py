@@ -17,7 +17,7 @@ import pytest
 
 from serving.config import ServingConfig
 from serving.writeback import interrupted_writes, run_lease
-from tests.faults.conftest import Job, Target
+from tests.faults.harness import Job, Target
 from tests.faults.job import RUN_DATE
 
 D1, D2 = RUN_DATE.isoformat(), (RUN_DATE - timedelta(days=7)).isoformat()

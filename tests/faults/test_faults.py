@@ -13,12 +13,8 @@ import signal
 
 import pytest
 
-from serving.risk_list import MANIFEST, read_manifest
 from serving.writeback import interrupted_writes
-from tests.faults.conftest import Target
-from tests.faults.job import RUN_DATE
-
-DAY = RUN_DATE.isoformat()
+from tests.faults.harness import DAY, Target, lists_run, warehouse_run
 
 # (kill point, whose rows the warehouse holds afterwards, whose lists the folder holds)
 KILLS = [
@@ -34,40 +30,6 @@ MORE_KILLS = [
     ("risk-lists:before-rename", "new", "old"),
     ("risk-lists:after-rename", "new", "new"),
 ]
-
-
-def warehouse_run(target: Target) -> tuple[str, int]:
-    """The model whose rows the warehouse holds for DAY, checking they form one whole run."""
-    with target.connect() as wh:
-        s = target.schema
-        preds = wh.query(
-            f'SELECT account_id, churn_model FROM "{s}".predictions WHERE run_date = ?', [RUN_DATE]
-        )
-        runs = wh.query(f'SELECT * FROM "{s}".scoring_runs WHERE run_date = ?', [RUN_DATE])
-        reasons = int(
-            wh.scalar(
-                f'SELECT count(*) FROM "{s}".prediction_reasons WHERE run_date = ?', [RUN_DATE]
-            )
-        )
-        total = int(wh.scalar(f'SELECT count(*) FROM "{s}".predictions'))
-        keys = f'SELECT DISTINCT run_date, account_id FROM "{s}".predictions'
-        distinct = int(wh.scalar(f"SELECT count(*) FROM ({keys}) AS k"))
-    assert len(runs) == 1, runs
-    model = runs["churn_model"].iloc[0]
-    assert preds["churn_model"].unique().tolist() == [model]
-    assert len(preds) == preds["account_id"].nunique() == runs["predictions_rows"].iloc[0]
-    assert reasons == runs["reasons_rows"].iloc[0]
-    assert total == distinct  # one row per (run date, account), all dates
-    return model, len(preds)
-
-
-def lists_run(target: Target) -> str:
-    """The model the list folder was written from, checking the folder is exactly one run's."""
-    folder = target.lists / DAY
-    manifest = read_manifest(folder)  # every file present and unchanged
-    assert {p.name for p in folder.iterdir()} == {*manifest["files"], MANIFEST}
-    assert manifest["run_date"] == DAY
-    return manifest["model_versions"]["churn"]
 
 
 @pytest.fixture(scope="module")
