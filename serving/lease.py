@@ -164,8 +164,10 @@ class _AdvisoryLock:
         return bool(row[0])
 
     def release(self) -> None:
-        if not self.wh.con.closed:
-            self.wh.con.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+        con = self.wh.con
+        if con.closed or con.broken:
+            return  # the session is gone, and its advisory locks with it
+        con.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
     def holder(self) -> dict[str, Any] | None:
         return self._holder_of()

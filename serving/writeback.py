@@ -103,16 +103,20 @@ def write_scores(
     schema: str,
     run_meta: Mapping[str, Any],
     config: ServingConfig | None = None,
+    tables: OutputTables | None = None,
     started_at: datetime | None = None,
 ) -> dict[str, int]:
     """Replace ``scored.run_date``'s rows in the output tables, in one transaction under the
     run date's lease.
 
-    ``config`` gives the table names and the lock/statement timeouts (``ServingConfig()`` when
-    omitted). ``started_at`` is when the run began (naive UTC, or aware); it defaults to
+    ``config`` gives the table names (``serving.tables``) and the lock/statement timeouts
+    (``ServingConfig()`` when omitted); ``tables``, if given, overrides its table names.
+    ``started_at`` is when the run began (naive UTC, or aware); it defaults to
     ``run_meta["started_at"]``, then to now. ``run_meta`` is stored as JSON in the runs table.
     Returns rows written per qualified table name."""
     config = config or ServingConfig()
+    if tables is not None:
+        config = config.model_copy(update={"tables": tables})
     tables = config.tables
     started = _naive_utc(started_at or run_meta.get("started_at") or lease.utc_now())
     meta = {**run_meta, "started_at": started}
@@ -188,14 +192,38 @@ def ensure_tables(wh: Warehouse, *, schema: str, config: ServingConfig | None = 
         return
     info = lease.holder_info()
     lock = lease.lock_for(wh, schema=schema, name="ddl", info=info)
-    with lease.hold(
-        lock, what=f"the output tables of {schema}", timeout_seconds=config.lock_timeout_seconds
+    what = f"the output tables of {schema}"
+    # DDL outside the data transaction: probing a missing table inside a DuckDB transaction
+    # aborts it. CREATE ... IF NOT EXISTS never drops anything.
+    with (
+        lease.hold(lock, what=what, timeout_seconds=config.lock_timeout_seconds),
+        _bounded_ddl(wh, schema, config),
     ):
-        # DDL outside the data transaction: probing a missing table inside a DuckDB
-        # transaction aborts it. CREATE ... IF NOT EXISTS never drops anything.
         wh.create_schema(schema)
         for table, (columns, key) in _layout(tables).items():
             _ensure_table(wh, schema, table, columns, key)
+
+
+@contextmanager
+def _bounded_ddl(wh: Warehouse, schema: str, config: ServingConfig) -> Iterator[None]:
+    """PostgreSQL: run the DDL in one transaction whose lock waits and statements are bounded
+    (adding a key needs an exclusive lock, which a long reader would otherwise make wait
+    silently). DuckDB runs it as is."""
+    if wh.dialect != "postgres":
+        yield
+        return
+    import psycopg
+
+    try:
+        with wh.transaction():
+            _set_local_timeouts(wh, config)
+            yield
+    except psycopg.errors.LockNotAvailable as exc:
+        raise lease.LeaseBusyError(
+            f"could not create or key the output tables of {schema}: a table stayed locked by "
+            f"another session for more than {config.lock_timeout_seconds:g} s "
+            "(serving.lock_timeout_seconds); nothing was changed"
+        ) from exc
 
 
 def read_previous(
