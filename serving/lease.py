@@ -59,6 +59,8 @@ def holder_info(started_at: datetime | None = None) -> dict[str, Any]:
 def describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "another session (it has not said who yet)"
+    if "text" in holder:
+        return str(holder["text"])
     return f"PID {holder.get('pid')}/{holder.get('host')} since {holder.get('started_at')}"
 
 
@@ -170,7 +172,25 @@ class _AdvisoryLock:
         con.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
     def holder(self) -> dict[str, Any] | None:
-        return self._holder_of()
+        return self._holder_of() or self._session_holding()
+
+    def _session_holding(self) -> dict[str, Any] | None:
+        """The PostgreSQL session that holds the lock, when its lease row is not there (yet,
+        or any more: it is removed at commit while the lease may still be held)."""
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        row = self.wh.con.execute(
+            "SELECT l.pid, a.client_addr, a.application_name, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.granted AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1",
+            [unsigned >> 32, unsigned & 0xFFFFFFFF],
+        ).fetchone()
+        if row is None:
+            return None
+        pid, addr, app, since = row
+        who = (
+            f"PostgreSQL backend {pid} ({app or 'no application name'}, from {addr or 'a socket'})"
+        )
+        return {"text": f"{who} since {since:%Y-%m-%d %H:%M:%S}"}
 
 
 def advisory_key(text: str) -> int:
