@@ -187,13 +187,19 @@ class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
 
     def __init__(
-        self, path: str | Path = ":memory:", *, read_only: bool = False, create: bool = True
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        create: bool = True,
+        lock_wait_seconds: float = 0,
     ) -> None:
         """Open (with ``create``, create if absent, folders included) the DuckDB file ``path``.
 
         Without ``create`` a missing file is a :class:`WarehouseError`, so a mistyped
         ``duckdb_path`` never turns into a fresh, empty warehouse. A file that another process
-        holds, or that is not a DuckDB database (empty, truncated, another format), is a
+        holds is waited for up to ``lock_wait_seconds`` (saying so once); then, like a file that
+        is not a DuckDB database (empty, truncated, another format), it is a
         :class:`WarehouseError` that names the path and says what to do.
         """
         self.path = str(path)
@@ -204,7 +210,7 @@ class DuckDBWarehouse(Warehouse):
                     "set warehouse.duckdb_path (or data_dir) to your DuckDB file"
                 )
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = _duckdb_connect(self.path, read_only=read_only)
+        self.con = _duckdb_connect(self.path, read_only=read_only, wait_seconds=lock_wait_seconds)
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own progress bar would interleave with the CLI's status line and Prefect logs.
         self.con.execute("SET enable_progress_bar = false")
@@ -281,23 +287,42 @@ class DuckDBWarehouse(Warehouse):
         self.con = _CLOSED
 
 
-def _duckdb_connect(path: str, *, read_only: bool) -> Any:
-    """``duckdb.connect`` with its failures as messages: lock held, not a database, unreadable."""
+def _duckdb_connect(path: str, *, read_only: bool, wait_seconds: float) -> Any:
+    """``duckdb.connect`` with its failures as messages. While another process holds the file
+    (DuckDB admits one writing process), wait up to ``wait_seconds`` saying so once, then fail
+    with one message naming the holder; a file that is not a database fails at once."""
+    import sys
+    import time
+
     import duckdb
 
-    try:
-        return duckdb.connect(path, read_only=read_only)
-    except duckdb.Error as exc:
-        raise WarehouseError(_duckdb_open_message(path, str(exc))) from None
+    deadline, waiting = time.monotonic() + wait_seconds, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.Error as exc:
+            held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+            if held is None or time.monotonic() >= deadline:
+                raise WarehouseError(_duckdb_open_message(path, str(exc), wait_seconds)) from None
+            if not waiting:
+                waiting = True
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+                print(
+                    f"waiting for lock on {path} since {since} UTC: in use by PID "
+                    f"{held.group(2)} ({held.group(1)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(0.2)
 
 
-def _duckdb_open_message(path: str, error: str) -> str:
-    lock = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error)
+def _duckdb_open_message(path: str, error: str, waited: float = 0) -> str:
+    lock = re.search(r"held in (.*?) \(PID (\d+)\)", error)
     if lock:
         return (
-            f"the DuckDB warehouse {path} is in use by another process (PID {lock.group(2)}, "
-            f"{lock.group(1)}): DuckDB allows one writer at a time; wait for that command to "
-            "finish (or stop it) and run again"
+            f"DuckDB file {path} is in use by PID {lock.group(2)} ({lock.group(1)}; waited "
+            f"{waited:g} s): DuckDB lets one process write a file at a time. Let that process "
+            "finish (another churnlens run?) or stop it, then run again"
         )
     if "not a valid DuckDB database file" in error or "Could not read enough bytes" in error:
         return (

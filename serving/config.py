@@ -1,5 +1,6 @@
 """Configuration owned by the serving stage: risk tiers, reasons, green churn, expansion 2x2,
-week-over-week thresholds and the names of the tables predictions are written to.
+week-over-week thresholds, the names of the tables predictions are written to and how long a
+write-back waits for locks and statements.
 
 The output *schema* lives in ``warehouse.output_schema`` (``features.config.WarehouseConfig``);
 the table names live here. Every name is validated as a plain SQL identifier when loaded.
@@ -110,15 +111,20 @@ class OutputTables(_Strict):
     predictions: str = "predictions"
     reasons: str = "prediction_reasons"
     runs: str = "scoring_runs"
+    leases: str = Field(
+        "scoring_leases",
+        description="one row per run date being written; a row left behind marks a write that "
+        "was interrupted (and rolled back)",
+    )
 
-    @field_validator("predictions", "reasons", "runs")
+    @field_validator("predictions", "reasons", "runs", "leases")
     @classmethod
     def _ident(cls, value: str) -> str:
         return validate_ident(value, what="table name")
 
     @model_validator(mode="after")
     def _distinct(self) -> OutputTables:
-        names = [self.predictions, self.reasons, self.runs]
+        names = [self.predictions, self.reasons, self.runs, self.leases]
         if len({n.lower() for n in names}) != len(names):
             raise ValueError(f"output table names must differ, got {names}")
         return self
@@ -133,3 +139,15 @@ class ServingConfig(_Strict):
     changes: ChangesConfig = ChangesConfig()
     expansion: ExpansionConfig = ExpansionConfig()
     tables: OutputTables = OutputTables()
+    lock_timeout_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="how long a write-back waits for another job writing the same run date, or "
+        "for a table another session has locked, before it gives up with a message (0: no wait)",
+    )
+    statement_timeout_seconds: float | None = Field(
+        900.0,
+        gt=0,
+        description="longest any one write-back statement may run before it is cancelled and "
+        "the transaction rolled back (None: no limit)",
+    )

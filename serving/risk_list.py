@@ -4,14 +4,32 @@
 HTML is rendered by jinja2 with autoescape on, so account names and reason text always render
 as text. Plots are small inline SVG charts drawn here (no external files, no network, no GUI
 backend), and the table sorts with a few lines of inline JavaScript.
+
+What people open is made safe to open: CSV cells that a spreadsheet would run as a formula
+(starting ``= + - @``, tab or CR) get a leading ``'``; Markdown text is backslash-escaped;
+names and free text are cut to a readable length (the warehouse keeps them whole).
+
+A run's lists are one folder, written whole or not at all: every file goes to a temporary
+folder beside the target (mode 0700, files 0600), with a ``manifest.json`` that ties them to
+the run (run date, models, row counts, SHA-256 of each file); the folder is then swapped into
+place in one rename, so readers see the previous run's folder or this one, never a mix, and a
+rerun leaves no stale file behind.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
+import io
+import json
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +37,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
+from serving.faults import checkpoint
 from serving.reasons import format_money
 from serving.score import QUADRANTS, TIERS, Scored
 
@@ -42,6 +61,22 @@ CSV_COLUMNS = {
     "expected_expansion_arr": "expected_expansion_arr",
     "change": "change_since_last_run",
 }
+NAME_CHARS = 120
+"""Names (account, CSM, segment) longer than this are cut, with an ellipsis, in lists."""
+TEXT_CHARS = 1000
+"""Longer free text (reasons, changes) is cut at this length."""
+_DISPLAY_LIMITS = {
+    "name": NAME_CHARS,
+    "csm_owner": NAME_CHARS,
+    "segment": NAME_CHARS,
+    "health_color": NAME_CHARS,
+    "top_reasons": TEXT_CHARS,
+    "protective_factors": TEXT_CHARS,
+    "green_churn_drivers": TEXT_CHARS,
+    "change": TEXT_CHARS,
+}
+MANIFEST = "manifest.json"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -63,33 +98,250 @@ class RiskListPaths:
 def write_risk_lists(
     scored: Scored, changes: pd.DataFrame, *, out_dir: Path, run_date: date
 ) -> RiskListPaths:
-    """Write every CSM's CSV + HTML list (sorted by ARR at risk) and the portfolio summary."""
+    """Write every CSM's CSV + HTML list (sorted by ARR at risk), the portfolio summary and
+    ``manifest.json`` into a temporary folder, then swap it into ``out_dir`` whole.
+
+    An existing ``out_dir`` is replaced only if churnlens wrote it (its manifest, or only list
+    file names); any other folder is refused rather than deleted."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(out_dir)
+    _make_private_dirs(out_dir.parent)
+    _remove_leftovers(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
+    try:
+        written = _write_all(scored, changes, work, run_date)
+        _write_file(work / MANIFEST, _manifest(scored, run_date, written))
+        checkpoint("risk-lists:before-rename")
+        _swap_into_place(work, out_dir)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return _rebase(written.paths, out_dir)
+
+
+@dataclass
+class _Written:
+    paths: RiskListPaths
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (rows, sha256)
+
+
+def _write_all(scored: Scored, changes: pd.DataFrame, work: Path, run_date: date) -> _Written:
     table = list_table(scored.predictions, changes)
-    paths = RiskListPaths(out_dir=out_dir)
+    out = _Written(RiskListPaths(out_dir=work))
+    paths = out.paths
     env = _environment()
     page = env.get_template("risk_list.html.j2")
-    records = _records(table)  # converted once; each page takes its rows by position
+    shown = for_people(table)
+    records = _records(shown)  # converted once; each page takes its rows by position
     positions = table.groupby("csm_owner", sort=False).indices
-    csv_rows = _csv(table)
+    csv_rows = _csv(shown)
     for owner, slug, rows in _by_owner(table):
-        paths.csm_csv[owner] = out_dir / f"{slug}.csv"
-        csv_rows.iloc[positions[owner]].to_csv(paths.csm_csv[owner], index=False)
-        paths.csm_html[owner] = out_dir / f"{slug}.html"
-        mine = [records[i] for i in positions[owner]]
-        paths.csm_html[owner].write_text(page.render(**_page_context(owner, rows, mine, run_date)))
+        mine = positions[owner]
+        paths.csm_csv[owner] = _put(out, f"{slug}.csv", csv_text(csv_rows.iloc[mine]), len(mine))
+        html = page.render(**_page_context(owner, rows, [records[i] for i in mine], run_date))
+        paths.csm_html[owner] = _put(out, f"{slug}.html", html, len(mine))
+    checkpoint("risk-lists:half-written")
     summary = portfolio_summary(table, changes)
-    paths.summary_csv = out_dir / "summary_arr_at_risk.csv"
-    summary["by_segment_tier"].to_csv(paths.summary_csv, index=False)
-    paths.movers_csv = out_dir / "summary_movers.csv"
-    summary["movers"].to_csv(paths.movers_csv, index=False)
-    paths.summary_md = out_dir / "summary.md"
-    paths.summary_md.write_text(summary_markdown(summary, run_date))
-    paths.summary_html = out_dir / "summary.html"
+    by_tier = for_people(summary["by_segment_tier"])
+    paths.summary_csv = _put(out, "summary_arr_at_risk.csv", csv_text(by_tier), len(by_tier))
+    movers = for_people(summary["movers"])
+    paths.movers_csv = _put(out, "summary_movers.csv", csv_text(movers), len(movers))
+    paths.summary_md = _put(out, "summary.md", summary_markdown(summary, run_date), len(table))
     context = _summary_context(summary, table, run_date, paths)
-    paths.summary_html.write_text(env.get_template("summary.html.j2").render(**context))
-    return paths
+    html = env.get_template("summary.html.j2").render(**context)
+    paths.summary_html = _put(out, "summary.html", html, len(table))
+    return out
+
+
+def _put(out: _Written, name: str, text: str, rows: int) -> Path:
+    path = out.paths.out_dir / name
+    out.files[name] = (rows, _write_file(path, text))
+    return path
+
+
+def _write_file(path: Path, text: str) -> str:
+    """Create ``path`` readable by its owner only (0600), write ``text``; return its SHA-256."""
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest(scored: Scored, run_date: date, written: _Written) -> str:
+    written_at = datetime.now(UTC).replace(tzinfo=None)  # the I/O edge: when lists were written
+    return json.dumps(
+        {
+            "churnlens_risk_lists": 1,
+            "run_date": run_date.isoformat(),
+            "model_versions": dict(scored.model_refs),
+            "feature_snapshot_id": scored.feature_snapshot_id,
+            "accounts": len(scored.predictions),
+            "written_at": written_at.isoformat(timespec="seconds"),
+            "files": {
+                name: {"rows": rows, "sha256": sha}
+                for name, (rows, sha) in sorted(written.files.items())
+            },
+        },
+        indent=2,
+    )
+
+
+def read_manifest(out_dir: Path) -> dict:
+    """The manifest of a list folder, after checking every file it names against its SHA-256
+    (a ValueError names the first file that is missing or differs)."""
+    manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
+    for name, entry in manifest["files"].items():
+        path = Path(out_dir) / name
+        if not path.is_file():
+            raise ValueError(f"{path} is listed in {MANIFEST} but missing")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{path} differs from what {MANIFEST} recorded (SHA-256)")
+    return manifest
+
+
+_OUR_FILES = re.compile(
+    r"^(risk_list_.+\.(csv|html)|summary(_arr_at_risk|_movers)?\.(csv|md|html))$"
+)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a folder churnlens did not write (a mistyped ``out_dir``)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"risk list folder {out_dir} exists and is not a folder")
+    names = [p.name for p in out_dir.iterdir()]
+    if MANIFEST in names or all(_OUR_FILES.match(n) for n in names):
+        return
+    foreign = sorted(n for n in names if not _OUR_FILES.match(n))
+    raise ValueError(
+        f"risk list folder {out_dir} holds files churnlens did not write ({foreign[:5]}); "
+        "a run replaces its folder whole, so point the lists at a folder of their own"
+    )
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and any missing parents with mode 0700 (existing ones are left)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Temporary folders of earlier writes of this folder whose process is gone (killed)."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = stale.name.removeprefix(f".{out_dir.name}.tmp-").split("-")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _swap_into_place(work: Path, out_dir: Path) -> None:
+    """Make ``work`` the folder ``out_dir`` in one step. Linux exchanges the two names
+    atomically (renameat2 RENAME_EXCHANGE), then the old folder (now at ``work``) is removed;
+    elsewhere the old folder is moved aside first (a window of no folder, never a mix)."""
+    if not out_dir.exists():
+        os.rename(work, out_dir)
+        return
+    if _exchange(work, out_dir):
+        checkpoint("risk-lists:after-rename")
+        shutil.rmtree(work)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
+    os.rename(out_dir, aside / "old")
+    os.rename(work, out_dir)
+    checkpoint("risk-lists:after-rename")
+    shutil.rmtree(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _rebase(paths: RiskListPaths, out_dir: Path) -> RiskListPaths:
+    def moved(path: Path | None) -> Path | None:
+        return None if path is None else out_dir / path.name
+
+    return RiskListPaths(
+        out_dir=out_dir,
+        csm_csv={k: out_dir / v.name for k, v in paths.csm_csv.items()},
+        csm_html={k: out_dir / v.name for k, v in paths.csm_html.items()},
+        summary_html=moved(paths.summary_html),
+        summary_md=moved(paths.summary_md),
+        summary_csv=moved(paths.summary_csv),
+        movers_csv=moved(paths.movers_csv),
+    )
+
+
+# --- text people open ---------------------------------------------------------------------------
+
+
+def clip(text: object, limit: int = NAME_CHARS) -> object:
+    """``text`` cut to ``limit`` characters (the last one an ellipsis); non-text unchanged."""
+    if isinstance(text, str) and len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
+
+
+def for_people(frame: pd.DataFrame, limits: Mapping[str, int] = _DISPLAY_LIMITS) -> pd.DataFrame:
+    """A copy with names and free text cut for display (lists only; the warehouse keeps the
+    full text)."""
+    out = frame.copy()
+    for column, limit in limits.items():
+        if column in out.columns and _is_text(out[column]):
+            out[column] = out[column].map(lambda v, n=limit: clip(v, n))
+    return out
+
+
+def neutralise_formula(value: object) -> object:
+    """A cell a spreadsheet would evaluate (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a
+    leading ``'`` so it shows as text (OWASP CSV injection); numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV with every text cell neutralised against formula injection."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if _is_text(safe[column]):
+            safe[column] = safe[column].map(neutralise_formula)
+    buffer = io.StringIO()
+    safe.to_csv(buffer, index=False)
+    return buffer.getvalue()
 
 
 # --- frames -------------------------------------------------------------------------------------
@@ -197,14 +449,21 @@ def summary_markdown(summary: dict[str, pd.DataFrame], run_date: date) -> str:
     if movers.empty:
         lines.append("No earlier run to compare with, or nothing moved past the threshold.")
     for row in movers.itertuples(index=False):
-        lines.append(f"- {_md(row.name)} ({_md(row.csm_owner)}): {_md(row.change)}")
+        line = f"- {_md(row.name)} ({_md(row.csm_owner)}): {_md(row.change, TEXT_CHARS)}"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def _md(text: object) -> str:
-    """Markdown-safe cell text (no table breaks, no raw HTML)."""
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=:\"'$^])")
+
+
+def _md(text: object, limit: int = NAME_CHARS) -> str:
+    """Markdown-safe inline text: every character Markdown (CommonMark/GFM) gives a meaning
+    is backslash-escaped (no emphasis, links, raw HTML, headings, table breaks), line breaks
+    become spaces, and the text is cut to ``limit`` characters."""
     value = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
-    return value.replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+    value = re.sub(r"[\r\n\t]+", " ", str(clip(value, limit)))
+    return _MD_SPECIAL.sub(r"\\\1", value)
 
 
 # --- HTML ---------------------------------------------------------------------------------------
@@ -246,7 +505,7 @@ def _records(rows: pd.DataFrame) -> list[dict]:
 
 def _page_context(owner: str, rows: pd.DataFrame, records: list[dict], run_date: date) -> dict:
     return {
-        "owner": owner,
+        "owner": clip(owner),
         "run_date": run_date.isoformat(),
         "totals": {
             "accounts": len(rows),
@@ -280,12 +539,14 @@ def _summary_context(
         "seg_tier": _records(summary["by_segment_tier"]),
         "quadrants": _records(summary["quadrants"]),
         "quadrant_labels": QUADRANTS,
-        "movers": _records(summary["movers"]),
-        "green": _records(summary["green"].head(50)),
+        "movers": _records(for_people(summary["movers"])),
+        "green": _records(for_people(summary["green"].head(50))),
         "expand": _records(
-            summary["expand"].sort_values("expected_expansion_arr", ascending=False).head(50)
+            for_people(
+                summary["expand"].sort_values("expected_expansion_arr", ascending=False).head(50)
+            )
         ),
-        "csm_links": [(owner, path.name) for owner, path in paths.csm_html.items()],
+        "csm_links": [(clip(owner), path.name) for owner, path in paths.csm_html.items()],
         "risk_chart": risk_histogram_svg(table["churn_probability"]),
         "segment_chart": bar_chart_svg(
             table.groupby("segment")["arr_at_risk"].sum().sort_values(ascending=False),

@@ -19,6 +19,7 @@ import pandas as pd
 from models.bundle import ModelBundle
 from models.value import expected_gain
 from serving.config import ExpansionConfig, GreenChurnConfig, ServingConfig, TierConfig
+from serving.faults import checkpoint
 from serving.reasons import REASON_COLUMNS, assert_taxonomy, explain, resolve_specs
 
 TIERS = ("high", "medium", "low")
@@ -82,6 +83,7 @@ def score_accounts(
 
     ``model_refs`` names the model versions used (``{"churn": "churnlens-churn v3"}``);
     ``catalog`` defaults to ``features.catalog.FEATURES`` (units and windows for sentences)."""
+    checkpoint("features:built")
     _check_frame(features)
     frame = features.reset_index(drop=True)
     catalog = _default_catalog() if catalog is None else catalog
@@ -92,6 +94,7 @@ def score_accounts(
         expansion_p = expansion.predict_proba(frame)
         reasons.append(_explain(expansion, frame, config.top_reasons, catalog))
     reason_frame = pd.concat(reasons, ignore_index=True)
+    checkpoint("shap:explained")
     assert_taxonomy(reason_frame)
     value = expansion.outcome_value if expansion is not None else {}
     predictions = _predictions(

@@ -1,8 +1,14 @@
 """Write scores back into the warehouse: predictions, reasons and run metadata.
 
-The schema and tables are created if missing (never dropped); then, in one transaction, the run
-date's rows are deleted and the new ones inserted, so re-running a date replaces it, earlier
-weeks stay for backtesting, and a failure half-way leaves the previous state untouched.
+Every table has a primary key (predictions: run date + account; reasons: run date + account +
+target + direction + rank; runs and leases: run date), created with the table or added to a
+table an earlier version made without one. A write holds the run lease of its (schema, run
+date) (:mod:`serving.lease`), so a second job for the same date waits, then fails with who is
+writing, and never interleaves. Under the lease, one transaction deletes the run date's rows
+and inserts the new ones: a rerun replaces the date exactly, earlier weeks stay for
+backtesting, and a failure or a kill half-way leaves the previous state untouched. Lock and
+statement waits are bounded by ``serving.lock_timeout_seconds`` / ``statement_timeout_seconds``.
+
 Schema and table names are validated and quoted; every value is bound or bulk-loaded, never
 formatted into SQL.
 """
@@ -10,14 +16,18 @@ formatted into SQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import UTC, date, datetime
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
 
 from features.warehouse import Warehouse, WarehouseError, qualified, quote_ident
-from serving.config import OutputTables
+from serving import lease
+from serving.config import OutputTables, ServingConfig
+from serving.faults import checkpoint
 from serving.score import PREDICTION_COLUMNS, Scored
 
 PREDICTIONS_SCHEMA: dict[str, str] = {
@@ -68,7 +78,22 @@ RUNS_SCHEMA: dict[str, str] = {
     "reasons_rows": "BIGINT",
     "meta_json": "VARCHAR",
 }
+LEASES_SCHEMA: dict[str, str] = {
+    "run_date": "DATE",
+    "pid": "BIGINT",
+    "host": "VARCHAR",
+    "started_at": "TIMESTAMP",
+    "acquired_at": "TIMESTAMP",
+}
 assert list(PREDICTIONS_SCHEMA) == PREDICTION_COLUMNS
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "predictions": ("run_date", "account_id"),
+    "reasons": ("run_date", "account_id", "target", "direction", "rank"),
+    "runs": ("run_date",),
+    "leases": ("run_date",),
+}
+"""Primary key of each output table, by its role in :class:`serving.config.OutputTables`."""
 
 
 def write_scores(
@@ -77,37 +102,135 @@ def write_scores(
     *,
     schema: str,
     run_meta: Mapping[str, Any],
+    config: ServingConfig | None = None,
     tables: OutputTables | None = None,
+    started_at: datetime | None = None,
 ) -> dict[str, int]:
-    """Replace ``scored.run_date``'s rows in the output tables, in one transaction.
+    """Replace ``scored.run_date``'s rows in the output tables, in one transaction under the
+    run date's lease.
 
-    ``run_meta`` is stored as JSON in the runs table (``started_at``, if given, in its own
-    column). Returns rows written per qualified table name."""
-    tables = tables or OutputTables()
-    layout = _layout(tables)
+    ``config`` gives the table names (``serving.tables``) and the lock/statement timeouts
+    (``ServingConfig()`` when omitted); ``tables``, if given, overrides its table names.
+    ``started_at`` is when the run began (naive UTC, or aware); it defaults to
+    ``run_meta["started_at"]``, then to now. ``run_meta`` is stored as JSON in the runs table.
+    Returns rows written per qualified table name."""
+    config = config or ServingConfig()
+    if tables is not None:
+        config = config.model_copy(update={"tables": tables})
+    tables = config.tables
+    started = _naive_utc(started_at or run_meta.get("started_at") or lease.utc_now())
+    meta = {**run_meta, "started_at": started}
+    run_day = _day(scored.run_date)
     frames = {
         tables.predictions: _as_rows(scored.predictions, PREDICTIONS_SCHEMA, tables.predictions),
         tables.reasons: _as_rows(scored.reasons, REASONS_SCHEMA, tables.reasons),
-        tables.runs: _run_row(scored, run_meta),
+        tables.runs: _run_row(scored, meta, started),
     }
-    run_day = _day(scored.run_date)
-    # DDL first, outside the data transaction: probing a missing table inside a DuckDB
-    # transaction aborts it. CREATE ... IF NOT EXISTS is idempotent and never drops anything.
-    wh.create_schema(schema)
-    for table, columns in layout.items():
-        _ensure_table(wh, schema, table, columns)
-    with wh.transaction():
-        for table in layout:
-            wh.execute(f"DELETE FROM {qualified(table, schema)} WHERE run_date = ?", [run_day])
-        for table, frame in frames.items():
-            wh.insert_frame(frame, table, schema)
+    with run_lease(wh, schema=schema, run_date=run_day, config=config, started_at=started):
+        checkpoint("write-back:after-lease")
+        with _statement_timeout(wh, config.statement_timeout_seconds), wh.transaction():
+            if wh.dialect == "postgres":
+                _set_local_timeouts(wh, config)
+            for table in _layout(tables):
+                target = qualified(table, schema)
+                _lock_table(wh, target, config.lock_timeout_seconds)
+                wh.execute(f"DELETE FROM {target} WHERE run_date = ?", [run_day])
+            checkpoint("write-back:after-delete")
+            for table, frame in frames.items():
+                wh.insert_frame(frame, table, schema)
+            checkpoint("write-back:after-insert")
+            _end_lease_row(wh, schema, tables, run_day)
+            checkpoint("write-back:before-commit")
     return {f"{schema}.{table}": len(frame) for table, frame in frames.items()}
+
+
+@contextmanager
+def run_lease(
+    wh: Warehouse,
+    *,
+    schema: str,
+    run_date: date,
+    config: ServingConfig | None = None,
+    started_at: datetime | None = None,
+) -> Iterator[None]:
+    """Hold the write lease of ``run_date`` in ``schema`` for the block: the output tables
+    exist with their keys, no other job writes that date meanwhile, and a lease row says who
+    writes (removed when the write commits; one left behind marks an interrupted write).
+
+    Re-entrant: a flow may wrap write-back and risk lists in one lease, and ``write_scores``
+    inside joins it. Waits up to ``config.lock_timeout_seconds``, then raises
+    :class:`serving.lease.LeaseBusyError` ("run date D ... is being written by PID/host since T").
+    """
+    config = config or ServingConfig()
+    tables = config.tables
+    day = _day(run_date)
+    info = lease.holder_info(_naive_utc(started_at) if started_at else None)
+    ensure_tables(wh, schema=schema, config=config)
+    lock = lease.lock_for(
+        wh,
+        schema=schema,
+        name=day.isoformat(),
+        info=info,
+        holder_of=lambda: _lease_row(wh, schema, tables, day),
+    )
+    with lease.hold(
+        lock,
+        what=f"run date {day} in {schema}",
+        timeout_seconds=config.lock_timeout_seconds,
+        on_acquired=lambda: _begin_lease_row(wh, schema, tables, day, info),
+    ):
+        yield
+
+
+def ensure_tables(wh: Warehouse, *, schema: str, config: ServingConfig | None = None) -> None:
+    """Create the schema and the output tables with their primary keys, or add the keys to
+    tables that lack them; one writer at a time per schema (concurrent ``CREATE TABLE IF NOT
+    EXISTS`` can collide in PostgreSQL's catalog)."""
+    config = config or ServingConfig()
+    tables = config.tables
+    if all(_has_primary_key(wh, schema, t) for t in _layout(tables)):
+        return
+    info = lease.holder_info()
+    lock = lease.lock_for(wh, schema=schema, name="ddl", info=info)
+    what = f"the output tables of {schema}"
+    # DDL outside the data transaction: probing a missing table inside a DuckDB transaction
+    # aborts it. CREATE ... IF NOT EXISTS never drops anything.
+    with (
+        lease.hold(lock, what=what, timeout_seconds=config.lock_timeout_seconds),
+        _bounded_ddl(wh, schema, config),
+    ):
+        wh.create_schema(schema)
+        for table, (columns, key) in _layout(tables).items():
+            _ensure_table(wh, schema, table, columns, key)
+
+
+@contextmanager
+def _bounded_ddl(wh: Warehouse, schema: str, config: ServingConfig) -> Iterator[None]:
+    """PostgreSQL: run the DDL in one transaction whose lock waits and statements are bounded
+    (adding a key needs an exclusive lock, which a long reader would otherwise make wait
+    silently). DuckDB runs it as is."""
+    if wh.dialect != "postgres":
+        yield
+        return
+    import psycopg
+
+    try:
+        with wh.transaction():
+            _set_local_timeouts(wh, config)
+            yield
+    except psycopg.errors.LockNotAvailable as exc:
+        raise lease.LeaseBusyError(
+            f"could not create or key the output tables of {schema}: a table stayed locked by "
+            f"another session for more than {config.lock_timeout_seconds:g} s "
+            "(serving.lock_timeout_seconds); nothing was changed"
+        ) from exc
 
 
 def read_previous(
     wh: Warehouse, *, schema: str, before: date, tables: OutputTables | None = None
 ) -> pd.DataFrame | None:
-    """Predictions of the latest run strictly before ``before`` (``None`` when there is none).
+    """Predictions of the latest run strictly before ``before`` (``None`` when there is none),
+    from ``tables.predictions`` (``serving.tables``; the default names when omitted).
 
     The ``churn_reason_features`` column holds that run's churn-raising reason features, which
     is what week-over-week changes compare."""
@@ -123,28 +246,215 @@ def read_previous(
     return frame
 
 
-def _layout(tables: OutputTables) -> dict[str, dict[str, str]]:
+def interrupted_writes(
+    wh: Warehouse, *, schema: str, tables: OutputTables | None = None
+) -> pd.DataFrame:
+    """Lease rows left by writes that never committed (killed, or the connection lost): run
+    date, PID, host and start. Their transactions were rolled back, so the tables hold the
+    previous state of those dates; rerunning a date clears its row."""
+    tables = tables or OutputTables()
+    if not wh.table_exists(tables.leases, schema):
+        return pd.DataFrame(columns=list(LEASES_SCHEMA))
+    return wh.query(f"SELECT * FROM {qualified(tables.leases, schema)} ORDER BY run_date")
+
+
+def _layout(tables: OutputTables) -> dict[str, tuple[dict[str, str], tuple[str, ...]]]:
     return {
-        tables.predictions: PREDICTIONS_SCHEMA,
-        tables.reasons: REASONS_SCHEMA,
-        tables.runs: RUNS_SCHEMA,
+        tables.predictions: (PREDICTIONS_SCHEMA, PRIMARY_KEYS["predictions"]),
+        tables.reasons: (REASONS_SCHEMA, PRIMARY_KEYS["reasons"]),
+        tables.runs: (RUNS_SCHEMA, PRIMARY_KEYS["runs"]),
+        tables.leases: (LEASES_SCHEMA, PRIMARY_KEYS["leases"]),
     }
 
 
-def _ensure_table(wh: Warehouse, schema: str, table: str, columns: Mapping[str, str]) -> None:
-    """Create the table if missing; if present, it must hold every column we write."""
+def _ensure_table(
+    wh: Warehouse, schema: str, table: str, columns: Mapping[str, str], key: tuple[str, ...]
+) -> None:
+    """Create the table with its key if missing; if present, it must hold every column we
+    write, and gets the key if it has none."""
     existing = wh.columns(table, schema)
-    if existing:
-        missing = [c for c in columns if c not in existing]
-        if missing:
-            raise WarehouseError(
-                f"table {schema}.{table} exists but lacks column(s) {missing}; it was created by "
-                "another version of churnlens or another tool. Add the columns, or point "
-                "serving.tables / warehouse.output_schema elsewhere"
-            )
+    if not existing:
+        body = ", ".join(f"{quote_ident(c, what='column name')} {t}" for c, t in columns.items())
+        wh.execute(
+            f"CREATE TABLE IF NOT EXISTS {qualified(table, schema)} ({body}, "
+            f"PRIMARY KEY ({_column_list(key)}))"
+        )
         return
-    body = ", ".join(f"{quote_ident(c, what='column name')} {t}" for c, t in columns.items())
-    wh.execute(f"CREATE TABLE IF NOT EXISTS {qualified(table, schema)} ({body})")
+    missing = [c for c in columns if c not in existing]
+    if missing:
+        raise WarehouseError(
+            f"table {schema}.{table} exists but lacks column(s) {missing}; it was created by "
+            "another version of churnlens or another tool. Add the columns, or point "
+            "serving.tables / warehouse.output_schema elsewhere"
+        )
+    if not _has_primary_key(wh, schema, table):
+        _add_primary_key(wh, schema, table, key)
+
+
+def _column_list(columns: tuple[str, ...]) -> str:
+    return ", ".join(quote_ident(c, what="column name") for c in columns)
+
+
+def _has_primary_key(wh: Warehouse, schema: str, table: str) -> bool:
+    found = wh.scalar(
+        "SELECT count(*) FROM information_schema.table_constraints WHERE table_schema = ? "
+        "AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [schema, table],
+    )
+    return bool(found)
+
+
+def _add_primary_key(wh: Warehouse, schema: str, table: str, key: tuple[str, ...]) -> None:
+    """Key a table written before keys existed; duplicates or NULL keys are named, not
+    deleted (they are the traces of concurrent writes, for a person to look at)."""
+    target, cols = qualified(table, schema), _column_list(key)
+    nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
+    dupes = wh.query(
+        f"SELECT run_date, count(*) AS n FROM (SELECT {cols} FROM {target} GROUP BY {cols} "
+        f"HAVING count(*) > 1 UNION ALL SELECT {cols} FROM {target} WHERE {nulls}) AS d "
+        "GROUP BY run_date ORDER BY run_date"
+    )
+    if len(dupes):
+        days = [str(pd.Timestamp(d).date()) if pd.notna(d) else "NULL" for d in dupes["run_date"]]
+        raise WarehouseError(
+            f"cannot add the primary key ({', '.join(key)}) to {schema}.{table}: "
+            f"{int(dupes['n'].sum())} key(s) are duplicated or NULL, on run date(s) {days[:10]} "
+            "(left by concurrent writes of an earlier version). Delete those run dates' rows "
+            f"(DELETE FROM {schema}.{table} WHERE run_date IN (...)) and score them again"
+        )
+    wh.execute(f"ALTER TABLE {target} ADD PRIMARY KEY ({cols})")
+
+
+def _begin_lease_row(
+    wh: Warehouse, schema: str, tables: OutputTables, day: date, info: dict[str, Any]
+) -> None:
+    """Record the holder (committed at once, so waiters can read it). A row already there is
+    a write that never committed: say so, then take it over."""
+    left = _lease_row(wh, schema, tables, day)
+    if left:
+        lease.say(
+            f"run date {day} in {schema}: the write by {lease.describe(left)} did not finish "
+            "(it was rolled back); writing it again"
+        )
+    target = qualified(tables.leases, schema)
+    now = lease.utc_now()
+    with wh.transaction():
+        wh.execute(f"DELETE FROM {target} WHERE run_date = ?", [day])
+        wh.execute(
+            f"INSERT INTO {target} (run_date, pid, host, started_at, acquired_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [day, info["pid"], info["host"], datetime.fromisoformat(info["started_at"]), now],
+        )
+
+
+def _end_lease_row(wh: Warehouse, schema: str, tables: OutputTables, day: date) -> None:
+    wh.execute(f"DELETE FROM {qualified(tables.leases, schema)} WHERE run_date = ?", [day])
+
+
+def _lease_row(
+    wh: Warehouse, schema: str, tables: OutputTables, day: date
+) -> dict[str, Any] | None:
+    frame = wh.query(
+        f"SELECT pid, host, started_at FROM {qualified(tables.leases, schema)} WHERE run_date = ?",
+        [day],
+    )
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return {"pid": int(row["pid"]), "host": row["host"], "started_at": str(row["started_at"])}
+
+
+def _set_local_timeouts(wh: Warehouse, config: ServingConfig) -> None:
+    """PostgreSQL: bound every lock wait and statement of this transaction (SET LOCAL ends
+    with it)."""
+    lock_ms = max(int(config.lock_timeout_seconds * 1000), 1)
+    wh.con.execute(f"SET LOCAL lock_timeout = {lock_ms}")
+    statement_ms = int((config.statement_timeout_seconds or 0) * 1000)
+    wh.con.execute(f"SET LOCAL statement_timeout = {statement_ms}")
+
+
+def _lock_table(wh: Warehouse, target: str, timeout_seconds: float) -> None:
+    """PostgreSQL: take the row-exclusive lock DELETE/INSERT need, first without waiting; when
+    another session holds a conflicting lock, say who and since when, then wait (bounded by
+    ``lock_timeout``). DuckDB has no table locks."""
+    if wh.dialect != "postgres":
+        return
+    import psycopg
+
+    con = wh.con
+    con.execute("SAVEPOINT churnlens_lock")
+    try:
+        con.execute(f"LOCK TABLE {target} IN ROW EXCLUSIVE MODE NOWAIT")
+    except psycopg.errors.LockNotAvailable:
+        con.execute("ROLLBACK TO SAVEPOINT churnlens_lock")
+    else:
+        con.execute("RELEASE SAVEPOINT churnlens_lock")
+        return
+    since = lease.utc_now()
+    holders = con.execute(
+        "SELECT l.pid, a.application_name, a.xact_start FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.relation = %s::regclass "
+        "AND l.granted AND l.pid <> pg_backend_pid()",
+        [target],
+    ).fetchall()
+    who = ", ".join(f"backend {p} ({a or 'no application name'}, since {t})" for p, a, t in holders)
+    lease.say(
+        f"waiting for lock on {target} since {since:%Y-%m-%d %H:%M:%S} UTC: held by "
+        f"{who or 'another session'} (waiting up to {timeout_seconds:g} s, "
+        "serving.lock_timeout_seconds)"
+    )
+    try:
+        con.execute(f"LOCK TABLE {target} IN ROW EXCLUSIVE MODE")
+    except psycopg.errors.LockNotAvailable as exc:
+        raise lease.LeaseBusyError(
+            f"table {target} stayed locked by {who or 'another session'} for more than "
+            f"{timeout_seconds:g} s (serving.lock_timeout_seconds); nothing was written"
+        ) from exc
+
+
+@contextmanager
+def _statement_timeout(wh: Warehouse, seconds: float | None) -> Iterator[None]:
+    """Turn a statement that ran past ``seconds`` into one message. PostgreSQL cancels it by
+    ``statement_timeout`` (set per transaction); DuckDB has none, so the connection is
+    interrupted from a timer. Either way the transaction rolls back."""
+    too_long = WarehouseError(
+        f"write-back ran longer than {seconds:g} s (serving.statement_timeout_seconds) and was "
+        "cancelled; nothing was written"
+        if seconds
+        else "write-back was cancelled; nothing was written"
+    )
+    if wh.dialect == "postgres":
+        import psycopg
+
+        try:
+            yield
+        except psycopg.errors.QueryCanceled as exc:
+            if "statement timeout" not in str(exc):
+                raise  # a cancel by a person (Ctrl-C) stays what it is
+            raise too_long from exc
+        return
+    if not seconds:
+        yield
+        return
+    import duckdb
+
+    fired = threading.Event()
+
+    def _cancel() -> None:
+        fired.set()
+        wh.con.interrupt()
+
+    timer = threading.Timer(seconds, _cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException as exc:
+        if not fired.is_set():
+            raise  # a cancel by a person (Ctrl-C) stays what it is
+        raise too_long from exc
+    finally:
+        timer.cancel()
 
 
 def _day(value: Any) -> date:
@@ -174,13 +484,12 @@ def _naive_utc(moment: Any) -> datetime:
     return stamp.to_pydatetime()
 
 
-def _run_row(scored: Scored, run_meta: Mapping[str, Any]) -> pd.DataFrame:
-    started = run_meta.get("started_at")
-    written = datetime.now(UTC).replace(tzinfo=None)  # the I/O edge: when the rows were written
+def _run_row(scored: Scored, run_meta: Mapping[str, Any], started: datetime) -> pd.DataFrame:
+    written = lease.utc_now()  # the I/O edge: when the rows were written
     return pd.DataFrame(
         {
             "run_date": [_day(scored.run_date)],
-            "started_at": [_naive_utc(started) if started else written],
+            "started_at": [started],
             "written_at": [written],
             "churn_model": [scored.model_refs.get("churn")],
             "expansion_model": [scored.model_refs.get("expansion")],

@@ -212,7 +212,7 @@ def test_a_duckdb_file_held_by_another_process_names_it(tmp_path) -> None:
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(WarehouseError, match=r"in use by another process \(PID \d+"):
+        with pytest.raises(WarehouseError, match=r"is in use by PID \d+"):
             DuckDBWarehouse(path, create=False)
     finally:
         holder.stdin.close()

@@ -1,17 +1,33 @@
 """Write-back on DuckDB and PostgreSQL: idempotent re-runs, history kept, atomic on failure,
-identifiers validated, the previous run read back."""
+identifiers validated, the previous run read back; primary keys (added to keyless tables), the
+run lease and its messages, bounded lock and statement waits, configured table names."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
-from features.warehouse import WarehouseError
-from serving.config import ServingConfig
+from features.warehouse import DuckDBWarehouse, PostgresWarehouse, WarehouseError
+from serving.config import OutputTables, ServingConfig
+from serving.lease import LeaseBusyError
 from serving.score import Scored, score_accounts
-from serving.writeback import read_previous, write_scores
+from serving.writeback import (
+    PREDICTIONS_SCHEMA,
+    interrupted_writes,
+    read_previous,
+    run_lease,
+    write_scores,
+)
+from tests.conftest import PG_DSN
 from tests.serving.conftest import CATALOG, RUN_DATE
 
 
@@ -131,3 +147,223 @@ def test_values_are_bound_not_formatted(duck, scored):
     write_scores(duck, named, schema="churnlens_out", run_meta={"note": hostile})
     stored = duck.query("SELECT DISTINCT name FROM churnlens_out.predictions")
     assert stored["name"].tolist() == [hostile]
+
+
+# --- keys, leases, timeouts, configured table names ----------------------------------------
+
+CUSTOM = OutputTables(predictions="cl_scores", reasons="cl_why", runs="cl_runs", leases="cl_leases")
+
+
+def _primary_key(wh, schema: str, table: str) -> list[str]:
+    rows = wh.query(
+        "SELECT k.column_name FROM information_schema.table_constraints c "
+        "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
+        "AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
+        "WHERE c.table_schema = ? AND c.table_name = ? AND c.constraint_type = 'PRIMARY KEY' "
+        "ORDER BY k.ordinal_position",
+        [schema, table],
+    )
+    return rows["column_name"].tolist()
+
+
+def test_tables_have_primary_keys(wh, scored):
+    schema = _schema(wh)
+    write_scores(wh, scored, schema=schema, run_meta={})
+    assert _primary_key(wh, schema, "predictions") == ["run_date", "account_id"]
+    assert _primary_key(wh, schema, "prediction_reasons") == [
+        "run_date",
+        "account_id",
+        "target",
+        "direction",
+        "rank",
+    ]
+    assert _primary_key(wh, schema, "scoring_runs") == ["run_date"]
+    assert _primary_key(wh, schema, "scoring_leases") == ["run_date"]
+    row = scored.predictions.head(1)
+    with pytest.raises(Exception, match=r"(?i)duplicate|primary key|unique"):
+        wh.insert_frame(row.assign(run_date=RUN_DATE), "predictions", schema)
+
+
+def test_configured_table_names_are_used_for_writing_and_reading(wh, scored):
+    schema = _schema(wh)
+    config = ServingConfig(tables=CUSTOM)
+    counts = write_scores(wh, scored, schema=schema, run_meta={}, config=config)
+    assert set(counts) == {f"{schema}.cl_scores", f"{schema}.cl_why", f"{schema}.cl_runs"}
+    for default in ("predictions", "prediction_reasons", "scoring_runs", "scoring_leases"):
+        assert not wh.table_exists(default, schema)
+    assert _primary_key(wh, schema, "cl_scores") == ["run_date", "account_id"]
+    assert read_previous(wh, schema=schema, before=RUN_DATE, tables=CUSTOM) is None
+    later = RUN_DATE + timedelta(days=7)
+    previous = read_previous(wh, schema=schema, before=later, tables=CUSTOM)
+    assert len(previous) == len(scored.predictions)
+    assert read_previous(wh, schema=schema, before=later) is None  # default names: nothing
+
+
+def test_report_history_reads_the_configured_table(duck, scored):
+    from pipelines.config import Settings
+    from pipelines.reporting import read_score_history
+
+    settings = Settings(serving=ServingConfig(tables=CUSTOM))
+    schema = settings.warehouse.output_schema
+    write_scores(duck, scored, schema=schema, run_meta={}, config=settings.serving)
+    history = read_score_history(duck, settings, until=RUN_DATE)
+    assert history.run_dates == [RUN_DATE]
+    assert len(history.predictions) == len(scored.predictions)
+
+
+def test_started_at_is_the_run_start(wh, scored):
+    schema = _schema(wh)
+    start = datetime(2026, 11, 23, 6, 0, 5, tzinfo=UTC)
+    write_scores(wh, scored, schema=schema, run_meta={"note": "x"}, started_at=start)
+    run = wh.query(f'SELECT started_at, written_at, meta_json FROM "{schema}".scoring_runs')
+    assert pd.Timestamp(run["started_at"].iloc[0]) == pd.Timestamp("2026-11-23 06:00:05")
+    assert pd.Timestamp(run["written_at"].iloc[0]) > pd.Timestamp(run["started_at"].iloc[0])
+    assert json.loads(run["meta_json"].iloc[0])["started_at"].startswith("2026-11-23 06:00:05")
+    write_scores(wh, scored, schema=schema, run_meta={"started_at": "2026-11-23T07:00:00"})
+    again = wh.scalar(f'SELECT started_at FROM "{schema}".scoring_runs')
+    assert pd.Timestamp(again) == pd.Timestamp("2026-11-23 07:00:00")
+
+
+def test_keyless_tables_of_an_earlier_version_get_their_keys(wh, scored):
+    schema = _schema(wh)
+    wh.create_schema(schema)
+    body = ", ".join(f'"{c}" {t}' for c, t in PREDICTIONS_SCHEMA.items())
+    wh.execute(f'CREATE TABLE "{schema}".predictions ({body})')
+    old = scored.predictions.assign(run_date=RUN_DATE - timedelta(days=7))
+    wh.insert_frame(old, "predictions", schema)
+    write_scores(wh, scored, schema=schema, run_meta={})
+    assert _primary_key(wh, schema, "predictions") == ["run_date", "account_id"]
+    assert _counts(wh, schema)["predictions"] == 2 * len(scored.predictions)
+
+
+def test_duplicates_left_by_an_earlier_version_are_named_not_deleted(wh, scored):
+    schema = _schema(wh)
+    wh.create_schema(schema)
+    body = ", ".join(f'"{c}" {t}' for c, t in PREDICTIONS_SCHEMA.items())
+    wh.execute(f'CREATE TABLE "{schema}".predictions ({body})')
+    rows = scored.predictions.assign(run_date=RUN_DATE)
+    wh.insert_frame(rows, "predictions", schema)
+    wh.insert_frame(rows.head(3), "predictions", schema)
+    with pytest.raises(WarehouseError, match=rf"3 key\(s\) .*\['{RUN_DATE}'\].*score them again"):
+        write_scores(wh, scored, schema=schema, run_meta={})
+    assert int(wh.scalar(f'SELECT count(*) FROM "{schema}".predictions')) == len(rows) + 3
+
+
+def _second_connection(wh, tmp_path):
+    """Another session on the same warehouse (a DuckDB file, or a new PostgreSQL session)."""
+    if wh.dialect == "postgres":
+        other = PostgresWarehouse(PG_DSN)
+        return wh, other
+    path = tmp_path / "wh.duckdb"
+    return DuckDBWarehouse(path), DuckDBWarehouse(path)
+
+
+def test_a_second_writer_of_the_date_waits_then_names_the_holder(wh, scored, tmp_path, capsys):
+    first, second = _second_connection(wh, tmp_path)
+    schema = _schema(wh)
+    started = datetime(2026, 11, 23, 5, 30)
+    quick = ServingConfig(lock_timeout_seconds=0.3)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            write_scores(second, scored, schema=schema, run_meta={}, config=quick)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    with run_lease(first, schema=schema, run_date=RUN_DATE, started_at=started):
+        thread = threading.Thread(target=write)  # another thread: leases are per thread
+        thread.start()
+        thread.join()
+    (error,) = errors
+    assert isinstance(error, LeaseBusyError)
+    me = f"PID {os.getpid()}/{socket.gethostname()} since 2026-11-23 05:30:00"
+    assert str(error).startswith(f"run date {RUN_DATE} in {schema} is being written by {me}")
+    err = capsys.readouterr().err
+    assert f"waiting for lock on run date {RUN_DATE} in {schema} since " in err and me in err
+    write_scores(second, scored, schema=schema, run_meta={}, config=quick)  # lease released
+    assert _counts(first, schema)["predictions"] == len(scored.predictions)
+    for conn in {id(first): first, id(second): second}.values():
+        if conn is not wh:
+            conn.close()
+
+
+def test_lease_is_reentrant_and_an_interrupted_write_is_reported(wh, scored, capsys):
+    schema = _schema(wh)
+    with run_lease(wh, schema=schema, run_date=RUN_DATE):
+        write_scores(wh, scored, schema=schema, run_meta={})  # joins the held lease
+    assert interrupted_writes(wh, schema=schema).empty
+    wh.execute(
+        f'INSERT INTO "{schema}".scoring_leases VALUES (?, ?, ?, ?, ?)',
+        [RUN_DATE, 4242, "elsewhere", datetime(2026, 11, 23, 4), datetime(2026, 11, 23, 4)],
+    )
+    assert interrupted_writes(wh, schema=schema)["pid"].tolist() == [4242]
+    write_scores(wh, scored, schema=schema, run_meta={})
+    err = capsys.readouterr().err
+    assert "the write by PID 4242/elsewhere since 2026-11-23 04:00:00 did not finish" in err
+    assert interrupted_writes(wh, schema=schema).empty
+
+
+@pytest.mark.postgres
+def test_a_table_locked_by_another_session_is_waited_for_then_named(pg, scored, capsys):
+    schema = _schema(pg)
+    write_scores(pg, scored, schema=schema, run_meta={})
+    other = PostgresWarehouse(PG_DSN)
+    try:
+        other.con.execute("BEGIN")
+        other.con.execute(f'LOCK TABLE "{schema}".prediction_reasons IN ACCESS EXCLUSIVE MODE')
+        config = ServingConfig(lock_timeout_seconds=0.2)
+        with pytest.raises(LeaseBusyError, match=r"prediction_reasons\" stayed locked by backend"):
+            write_scores(pg, _week_later(scored), schema=schema, run_meta={}, config=config)
+        other.con.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert f'waiting for lock on "{schema}"."prediction_reasons" since' in capsys.readouterr().err
+    assert _counts(pg, schema)["predictions"] == len(scored.predictions)  # nothing written
+
+
+def test_a_statement_past_the_timeout_is_cancelled_and_rolled_back(wh, scored, monkeypatch):
+    schema = _schema(wh)
+    write_scores(wh, scored, schema=schema, run_meta={})
+    endless = (
+        "SELECT pg_sleep(30)"
+        if wh.dialect == "postgres"
+        else "SELECT count(*) FROM range(1000000000000) a"
+    )
+    real_insert = wh.insert_frame
+
+    def slow_insert(df, table, schema=None):
+        wh.query(endless)
+        return real_insert(df, table, schema)
+
+    monkeypatch.setattr(wh, "insert_frame", slow_insert)
+    config = ServingConfig(statement_timeout_seconds=0.2)
+    with pytest.raises(WarehouseError, match=r"longer than 0.2 s \(serving.statement_timeout"):
+        write_scores(wh, _week_later(scored), schema=schema, run_meta={}, config=config)
+    monkeypatch.undo()
+    assert _counts(wh, schema)["predictions"] == len(scored.predictions)
+
+
+def test_a_duckdb_file_in_use_by_another_process_is_one_message(tmp_path, capsys):
+    path = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); "
+            "print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(WarehouseError) as info:
+            DuckDBWarehouse(path, lock_wait_seconds=0.3)
+    finally:
+        holder.communicate("")
+    message = str(info.value)
+    assert message.startswith(f"DuckDB file {path} is in use by PID {holder.pid}")
+    assert "waited 0.3 s" in message
+    assert f"waiting for lock on {path} since" in capsys.readouterr().err
