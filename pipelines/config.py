@@ -157,11 +157,16 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
 
     A DuckDB file that does not exist is an error naming the path, unless ``create`` (only the
     commands that write a new warehouse, such as ``demo-data``, pass it): a mistyped path must
-    not silently become an empty warehouse.
+    not silently become an empty warehouse. A DuckDB file held by another process (another
+    churnlens job) is waited for up to ``serving.lock_timeout_seconds``.
     """
     config = settings.warehouse
     if config.kind == "duckdb":
-        return DuckDBWarehouse(settings.duckdb_path, create=create)
+        return DuckDBWarehouse(
+            settings.duckdb_path,
+            create=create,
+            lock_wait_seconds=settings.serving.lock_timeout_seconds,
+        )
     dsn = os.environ.get(config.dsn_env)
     if not dsn:
         raise ConfigError(
