@@ -232,3 +232,42 @@ def test_cli_predict_writes_scores_and_refuses_lookahead(world, tmp_path, monkey
         settings = load_settings([world["config"]])
         world["wh"] = DuckDBWarehouse(settings.duckdb_path)
         prepare_sources(world["wh"], settings.warehouse, reference_time=datetime(2026, 6, 2))
+
+
+@pytest.mark.slow  # a fresh MLflow store and a training run: ~50 s on a loaded 2-core machine
+def test_load_model_version_reads_that_version_from_the_registry(tmp_path):
+    import mlflow
+
+    from models.config import ModelConfig, TrackingConfig, TuningConfig
+    from models.registry import RegistryError, log_and_register
+    from models.train import train_model
+    from serving.predict import load_model_version
+    from tests.models.conftest import make_panel
+
+    before = mlflow.get_tracking_uri()
+    panel = make_panel(n_accounts=80, n_dates=20, seed=4, horizon_days=28)
+    dataset = panel.dropna(subset=["churned"]).astype({"churned": int})
+    config = ModelConfig(
+        seed=1,
+        num_threads=1,
+        num_boost_round=30,
+        n_folds=1,
+        fold_days=14,
+        tuning=TuningConfig(trials=0),
+        params={"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20},
+    )
+    tracking = TrackingConfig(experiment="test-predict", model_name_prefix="p")
+    try:
+        trained = train_model(dataset, target="churn", config=config, gap_days=28)
+        log_and_register(trained, tracking=tracking, data_dir=tmp_path, run_name="v1")
+        bundle, ref = load_model_version(
+            tracking=tracking, data_dir=tmp_path, target="churn", version=1
+        )
+        assert (str(ref), ref.alias) == ("p-churn v1", None)
+        np.testing.assert_array_equal(
+            bundle.predict_proba(dataset), trained.bundle.predict_proba(dataset)
+        )
+        with pytest.raises(RegistryError, match="p-churn has no version 7"):
+            load_model_version(tracking=tracking, data_dir=tmp_path, target="churn", version=7)
+    finally:
+        mlflow.set_tracking_uri(before)
