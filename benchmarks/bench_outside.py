@@ -278,12 +278,16 @@ def _reason(output: str) -> str:
     """The line that says why: the last ``SomeError: message`` line (a traceback's last line or
     the CLI's one-line error), else the last line naming an error, else the last line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    raised = [m for line in lines if (m := _RAISED.match(line))]
+    raised = [(i, m) for i, line in enumerate(lines) if (m := _RAISED.match(line))]
     if raised:
-        text = f"{raised[-1].group(1).rsplit('.', 1)[-1]}: {raised[-1].group(2)}"
+        i, match = raised[-1]
+        text = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
+        if text.endswith(":") and i + 1 < len(lines):  # the reason is on the next line
+            text = f"{text} {lines[i + 1].lstrip('- ')}"
     else:
         named = [line for line in lines if "Error" in line or "error" in line]
         text = (named or lines or ["no output"])[-1]
+    text = re.sub(r" \([^()]*\.ya?ml\)", "", text)  # the generated config's path says nothing
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -459,10 +463,10 @@ def main() -> None:
         )
         results.append(result)
         (work / "result.json").write_text(json.dumps(_jsonable(result), indent=2))
+        if args.markdown:  # after every world: a long run's finished worlds are kept
+            args.markdown.write_text(markdown(results, reps=args.reps) + "\n")
     table = markdown(results, reps=args.reps)
     print(f"\n{table}\n\n{time.perf_counter() - started:.0f} s in all")
-    if args.markdown:
-        args.markdown.write_text(table + "\n")
 
 
 def _jsonable(result: Result) -> dict:
