@@ -18,7 +18,8 @@ For each world (``outside_world.py`` says what one is), out of time:
   this file's own DuckDB/pandas code and no churnlens feature: counts per event type and
   distinct users over the 28 days before ``as_of``, tenure, current ARR and seats (and on a
   transaction world recency, frequency and monetary value over 28/90 days), into a plain
-  LightGBM and a standardised logistic regression on log counts;
+  LightGBM and a standardised logistic regression on log counts; on a transaction world also
+  recency alone (days since the last event, a ranking: no ECE or observed/expected);
 - on exactly the same rows (the test rows churnlens scored; all test rows when it failed):
   ROC-AUC with a bootstrap interval over accounts (accounts resampled with replacement,
   ``--reps`` times, seeded), PR-AUC, top-decile lift (positive rate in the top 10 % of all test
@@ -60,7 +61,9 @@ from outside_world import World, read_world
 CHURNLENS = "churnlens"
 LIGHTGBM = "plain LightGBM"
 LOGISTIC = "logistic regression"
+RECENCY = "recency alone"  # days since the last event, on transaction worlds: a ranking only
 BASELINES = (LIGHTGBM, LOGISTIC)
+RANKINGS = (RECENCY,)  # scores that are not probabilities: no ECE or observed/expected
 WINDOW_DAYS = 28
 LONG_WINDOW_DAYS = 90
 TARGETS = {"contract": "churn", "transaction": "churn_inactive"}
@@ -304,14 +307,14 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     )
 
 
-def point_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def point_metrics(y: np.ndarray, p: np.ndarray, *, probability: bool = True) -> dict[str, float]:
     top = np.argsort(-p, kind="stable")[: int(np.ceil(0.1 * len(p)))]
     return {
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
         "lift": float(y[top].mean() / y.mean()),
-        "ece": ece(y, p),
-        "obs_exp": float(y.sum() / p.sum()),
+        "ece": ece(y, p) if probability else float("nan"),
+        "obs_exp": float(y.sum() / p.sum()) if probability else float("nan"),
     }
 
 
@@ -369,6 +372,10 @@ def evaluate_world(world: World, *, start: date | None, reps: int, seed: int, wo
     frame = test_x[[*keyed, label]].copy()
     for name, p in probs.items():
         frame[name] = p
+    others = list(BASELINES)
+    if transactions:
+        frame[RECENCY] = test_x["days_since_last_event"].fillna(np.inf).to_numpy()
+        others.append(RECENCY)
     note = ""
     if run.scores is not None:
         column = f"{TARGETS[world.kind]}_probability"
@@ -377,15 +384,15 @@ def evaluate_world(world: World, *, start: date | None, reps: int, seed: int, wo
         frame = frame.merge(scored.rename(columns={column: CHURNLENS}), on=keyed, how="inner")
         missing = len(test_x) - len(frame)
         note = f"{missing} test rows not scored by churnlens" if missing else ""
-    models = [CHURNLENS, *BASELINES] if run.scores is not None else list(BASELINES)
+    models = [CHURNLENS, *others] if run.scores is not None else others
     y = frame[label].astype(int).to_numpy()
     scores = {m: frame[m].to_numpy(float) for m in models}
-    metrics = {m: point_metrics(y, p) for m, p in scores.items()}
+    metrics = {m: point_metrics(y, p, probability=m not in RANKINGS) for m, p in scores.items()}
     boot = bootstrap_auc(frame["account_id"].to_numpy(), y, scores, reps=reps, seed=seed)
     intervals = {m: tuple(np.quantile(v, [0.025, 0.975])) for m, v in boot.items()}
     diffs = {}
     if CHURNLENS in boot:
-        for m in BASELINES:
+        for m in others:
             d = boot[CHURNLENS] - boot[m]
             point = metrics[CHURNLENS]["roc_auc"] - metrics[m]["roc_auc"]
             diffs[m] = (point, *np.quantile(d, [0.025, 0.975]))
@@ -419,7 +426,7 @@ def markdown(results: list[Result], *, reps: int) -> str:
         if r.failed:
             lines.append(f"| {where} | {CHURNLENS} | failed: {_cell(r.failed)} | | | | | |")
             where = ""
-        for model in [CHURNLENS, *BASELINES]:
+        for model in [CHURNLENS, *BASELINES, *RANKINGS]:
             if model not in r.metrics:
                 continue
             m, (lo, hi) = r.metrics[model], r.intervals[model]
@@ -429,13 +436,18 @@ def markdown(results: list[Result], *, reps: int) -> str:
                 diff = f"{d:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
             lines.append(
                 f"| {where} | {model} | {m['roc_auc']:.3f} [{lo:.3f}, {hi:.3f}] | "
-                f"{m['pr_auc']:.3f} | {m['lift']:.2f} | {m['ece']:.4f} | {m['obs_exp']:.2f} | "
+                f"{m['pr_auc']:.3f} | {m['lift']:.2f} | {_num(m['ece'], 4)} | "
+                f"{_num(m['obs_exp'], 2)} | "
                 f"{diff} |"
             )
             where = ""
     lines.append("")
     lines.append(f"Bootstrap: {reps} resamples of the accounts; ECE over 10 equal-count bins.")
     return "\n".join(lines)
+
+
+def _num(value: float, digits: int) -> str:
+    return "-" if np.isnan(value) else f"{value:.{digits}f}"
 
 
 def _cell(text: str) -> str:
