@@ -243,6 +243,71 @@ def serve(
     )
 
 
+@app.command()
+def predict(
+    rows: Annotated[
+        Path, typer.Option(help="(account_id, as_of) rows to score (.parquet or .csv).")
+    ],
+    out: Annotated[Path, typer.Option(help="Scores file to write (.parquet or .csv).")] = Path(
+        "scores.parquet"
+    ),
+    config: ConfigOption = None,
+    target: Annotated[str, typer.Option(help="Which model: churn, expansion, ...")] = "churn",
+    model_version: Annotated[
+        int | None, typer.Option(help="Registered version to score with (default: the alias).")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias to score with.")] = "champion",
+    allow_lookahead: Annotated[
+        bool,
+        typer.Option(
+            "--allow-lookahead",
+            help="Score as_of dates before the end of the model's training data anyway.",
+        ),
+    ] = False,
+) -> None:
+    """Score given (account_id, as_of) rows with one model version, through the training
+    feature path (one batched build); rows not active at their as_of get a status, no score."""
+    from features.validation import ContractError, prepare_sources
+    from models.registry import load_bundle
+    from pipelines.dates import data_horizon
+    from serving.predict import (
+        LookaheadError,
+        RowsFileError,
+        load_model_version,
+        predict_rows,
+        read_rows,
+        status_counts,
+        write_scores,
+    )
+
+    settings = _settings(config)
+    try:
+        wanted = read_rows(rows)
+        where = {"tracking": settings.tracking, "data_dir": settings.data_dir, "target": target}
+        if model_version is None:
+            bundle, ref = load_bundle(**where, alias=alias)
+        else:
+            bundle, ref = load_model_version(**where, version=model_version)
+        last = wanted["as_of"].max().date()
+        with open_warehouse(settings) as wh:
+            report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(last))
+            with console.status(f"scoring {len(wanted):,} rows with {ref}"):
+                scores = predict_rows(
+                    wh,
+                    wanted,
+                    [(bundle, str(ref))],
+                    available_tables=report.available,
+                    allow_lookahead=allow_lookahead,
+                )
+    except (RowsFileError, LookaheadError, ContractError) as exc:
+        console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    write_scores(scores, out)
+    counts = ", ".join(f"{n:,} {status}" for status, n in status_counts(scores).items())
+    dates = wanted["as_of"].nunique()
+    console.print(f"{len(scores):,} rows ({counts}) at {dates:,} as_of date(s) with {ref} -> {out}")
+
+
 # --- demo -------------------------------------------------------------------------------------
 
 
