@@ -9,7 +9,8 @@ On disk (``save``/``load``)::
     <directory>/model.txt          LightGBM text model (booster.save_model)
     <directory>/bundle.json        target, feature list, categorical levels, window, metrics,
                                    params, churnlens and library versions
-    <directory>/calibrator.joblib  the fitted calibrator (absent when there is none)
+    <directory>/calibrator.json    the fitted calibrator as plain numbers (absent when there is
+                                   none; models.calibration.calibrator_to_state, never a pickle)
 """
 
 from __future__ import annotations
@@ -23,17 +24,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.calibration import Calibrator, apply_calibrator
+from models.calibration import (
+    Calibrator,
+    apply_calibrator,
+    calibrator_from_state,
+    calibrator_to_state,
+)
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
-CALIBRATOR_FILE = "calibrator.joblib"
+CALIBRATOR_FILE = "calibrator.json"
 EXPECTED_VALUE_COLUMN = "_expected_value"
 _TRACKED_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "pandas")
 
@@ -172,7 +177,7 @@ class ModelBundle:
         self.booster.save_model(str(directory / MODEL_FILE))
         calibrator_path = directory / CALIBRATOR_FILE
         if self.calibrator is not None:
-            joblib.dump(self.calibrator, calibrator_path)
+            calibrator_path.write_text(json.dumps(calibrator_to_state(self.calibrator)))
         elif calibrator_path.exists():
             calibrator_path.unlink()
         meta = {
@@ -212,7 +217,11 @@ class ModelBundle:
                 f"bundle's feature list {meta['feature_names']}"
             )
         calibrator_path = directory / CALIBRATOR_FILE
-        calibrator = joblib.load(calibrator_path) if meta["calibration"] else None
+        calibrator = (
+            calibrator_from_state(json.loads(calibrator_path.read_text()))
+            if meta["calibration"]
+            else None
+        )
         start, end = (datetime.fromisoformat(t) for t in meta["train_window"])
         return cls(
             target=meta["target"],

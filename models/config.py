@@ -47,7 +47,6 @@ class ModelConfig(_Strict):
         default_factory=lambda: {
             "learning_rate": 0.05,
             "num_leaves": 7,
-            "min_data_in_leaf": 200,
             "feature_fraction": 0.7,
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
@@ -56,7 +55,10 @@ class ModelConfig(_Strict):
         description="LightGBM parameters (objective, seed, threads and determinism are set by "
         "churnlens); the tuning search is centred on them. Conservative by default: weekly rows "
         "of one account are near-duplicates, so small leaves memorise accounts, and a few hundred "
-        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds)",
+        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds). Leaf and "
+        "categorical sizes left out here (min_data_in_leaf, min_data_per_group, cat_smooth, "
+        "max_cat_to_onehot) follow the data size (models.train.data_size_params): 200 rows per "
+        "leaf on the demo, a few dozen on a small base",
     )
     num_boost_round: int = Field(500, gt=0, description="upper bound on trees (early stopping)")
     early_stopping_rounds: int = Field(30, gt=0)
