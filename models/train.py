@@ -110,6 +110,7 @@ class TrainResult:
     report_path: Path | None = None
     reductions: list[str] = field(default_factory=list)  # what small data made us reduce, why
     verdict: Verdict | None = None  # does the booster beat the baselines (models.gate)
+    realised_comparison: pd.DataFrame | None = None  # earlier champions (models.evaluation)
 
     def latest_fold(self) -> pd.DataFrame:
         """Metrics of every model on the latest backtest fold, indexed by model."""
@@ -251,6 +252,7 @@ def train_model(
     health_available: bool | None = None,
     previous: ModelBundle | None = None,
     output_dir: Path | None = None,
+    realised: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Tune, backtest (LightGBM vs baselines on the same rolling-origin folds), then fit the
     final bundle on the whole dataset (a :func:`models.dataset.training_frame`).
@@ -259,7 +261,8 @@ def train_model(
     baseline runs when ``health_score`` has values unless ``health_available`` is False;
     ``previous`` is the current champion, scored as-is on every fold (skipped with a warning when
     the dataset lacks its features). With ``output_dir``, the plots and evaluation report are
-    written there.
+    written there (``realised``: earlier champions' realised metrics for the report, see
+    :func:`models.evaluation.write_report`).
     """
     clock = time.perf_counter()
     spec = target_spec(target)
@@ -324,7 +327,7 @@ def train_model(
     if output_dir is not None:
         from models.evaluation import write_report
 
-        write_report(result, Path(output_dir))
+        write_report(result, Path(output_dir), realised=realised)
     result.timings["total_s"] = time.perf_counter() - clock
     return result
 

@@ -1,0 +1,83 @@
+"""The baseline gate (models.gate): a booster that does not beat the product's own baselines on
+the promotion metric is refused, whatever the champion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.config import ModelConfig, PromotionConfig
+from models.gate import baseline_verdict
+from models.registry import promotion_decision
+from models.train import TrainResult
+
+
+def _backtest(latest: dict[str, float], *, metric: str = "pr_auc") -> pd.DataFrame:
+    earlier = [{"fold": 1, "model": m, "ece": 0.01, metric: 0.9} for m in latest]  # ignored
+    rows = [{"fold": 2, "model": m, "ece": 0.01, metric: v} for m, v in latest.items()]
+    return pd.DataFrame(earlier + rows)
+
+
+@pytest.mark.parametrize(
+    ("latest", "passed", "named"),
+    [
+        ({"lightgbm": 0.30, "logistic": 0.25, "rfm": 0.20, "health_score": 0.05}, True, "beats"),
+        ({"lightgbm": 0.30, "logistic": 0.31, "rfm": 0.20}, False, "['logistic']"),
+        ({"lightgbm": 0.30, "logistic": 0.30}, False, "['logistic']"),  # a tie is not a win
+        ({"lightgbm": 0.30, "rfm": 0.40, "health_score": 0.50}, False, "['rfm', 'health_score']"),
+        ({"lightgbm": 0.30, "logistic": np.nan}, True, "no baseline"),
+        ({"lightgbm": 0.30, "champion": 0.90}, True, "no baseline"),  # the champion is not one
+    ],
+)
+def test_verdict_on_the_latest_fold(latest, passed, named):
+    verdict = baseline_verdict(_backtest(latest), "pr_auc")
+    assert verdict.passed is passed
+    assert named in verdict.reason
+    if not passed:
+        assert "does not beat" in verdict.reason and "lightgbm 0.3000" in verdict.reason
+
+
+def test_lower_is_better_metrics_are_compared_the_other_way():
+    frame = _backtest({"lightgbm": 0.02, "logistic": 0.03}, metric="ece")
+    assert baseline_verdict(frame, "ece").passed
+
+
+def test_undefined_booster_metric_fails():
+    assert not baseline_verdict(_backtest({"lightgbm": np.nan, "logistic": 0.2}), "pr_auc").passed
+
+
+def _result(latest: dict[str, float]) -> TrainResult:
+    backtest = _backtest(latest).assign(test_start=pd.Timestamp("2025-06-02"))
+    return TrainResult(
+        target="churn",
+        bundle=None,
+        backtest=backtest,
+        predictions=pd.DataFrame(),
+        tuning={},
+        dataset_info={},
+        gap_days=28,
+        config=ModelConfig(),
+    )
+
+
+@pytest.mark.parametrize("champion", [None, "4"])
+def test_the_promotion_gate_refuses_a_booster_the_baselines_beat(champion):
+    decision = promotion_decision(
+        _result({"lightgbm": 0.30, "logistic": 0.35}),
+        champion_version=champion,
+        champion_metrics={"latest_pr_auc": 0.1, "latest_ece": 0.5},
+        promotion=PromotionConfig(),
+    )
+    assert not decision.promote
+    assert decision.reason.startswith("not promoted: does not beat the baseline(s) ['logistic']")
+
+
+def test_the_first_version_that_beats_the_baselines_becomes_champion():
+    decision = promotion_decision(
+        _result({"lightgbm": 0.40, "logistic": 0.35}),
+        champion_version=None,
+        champion_metrics=None,
+        promotion=PromotionConfig(),
+    )
+    assert decision.promote and "first" in decision.reason
