@@ -36,6 +36,12 @@ class PromotionConfig(_Strict):
     max_ece_increase: float = Field(
         0.0, ge=0, description="allowed increase of expected calibration error over the champion"
     )
+    require_beats_baselines: bool = Field(
+        True,
+        description="refuse a version (even the first) whose booster does not beat the "
+        "logistic, recency/RFM and health-score baselines on `metric` in the latest backtest "
+        "fold (models.gate); false only to ship a booster knowingly, e.g. on tiny test data",
+    )
 
 
 class ModelConfig(_Strict):

@@ -141,7 +141,7 @@ def promotion_decision(
     else from the champion run's logged latest-fold metrics (a different fold, said in reason).
     """
     verdict = baseline_verdict(result.backtest, promotion.metric)
-    if not verdict.passed:
+    if promotion.require_beats_baselines and not verdict.passed:
         return PromotionDecision(False, f"not promoted: {verdict.reason}")
     if champion_version is None:
         return PromotionDecision(True, "first registered version: becomes champion")

@@ -14,7 +14,8 @@ from models.train import TrainResult
 
 
 def _backtest(latest: dict[str, float], *, metric: str = "pr_auc") -> pd.DataFrame:
-    earlier = [{"fold": 1, "model": m, "ece": 0.01, metric: 0.9} for m in latest]  # ignored
+    """Fold 1 gives every model the same 0.9, so the fold means rank as ``latest`` does."""
+    earlier = [{"fold": 1, "model": m, "ece": 0.01, metric: 0.9} for m in latest]
     rows = [{"fold": 2, "model": m, "ece": 0.01, metric: v} for m, v in latest.items()]
     return pd.DataFrame(earlier + rows)
 
@@ -26,7 +27,7 @@ def _backtest(latest: dict[str, float], *, metric: str = "pr_auc") -> pd.DataFra
         ({"lightgbm": 0.30, "logistic": 0.31, "rfm": 0.20}, False, "['logistic']"),
         ({"lightgbm": 0.30, "logistic": 0.30}, False, "['logistic']"),  # a tie is not a win
         ({"lightgbm": 0.30, "rfm": 0.40, "health_score": 0.50}, False, "['rfm', 'health_score']"),
-        ({"lightgbm": 0.30, "logistic": np.nan}, True, "no baseline"),
+        ({"lightgbm": 0.30, "logistic": np.nan}, True, "no baseline"),  # NaN on a fold
         ({"lightgbm": 0.30, "champion": 0.90}, True, "no baseline"),  # the champion is not one
     ],
 )
@@ -35,7 +36,20 @@ def test_verdict_on_the_latest_fold(latest, passed, named):
     assert verdict.passed is passed
     assert named in verdict.reason
     if not passed:
-        assert "does not beat" in verdict.reason and "lightgbm 0.3000" in verdict.reason
+        assert "does not beat" in verdict.reason and "lightgbm 0.6000" in verdict.reason
+        assert "averaged over 2 backtest fold(s)" in verdict.reason
+
+
+def test_one_noisy_fold_does_not_decide_alone():
+    frame = pd.DataFrame(
+        [
+            {"fold": f, "model": m, "pr_auc": v}
+            for f, values in {1: (0.30, 0.20), 2: (0.28, 0.18), 3: (0.20, 0.21)}.items()
+            for m, v in zip(("lightgbm", "logistic"), values, strict=True)
+        ]
+    )
+    assert baseline_verdict(frame, "pr_auc").passed
+    assert not baseline_verdict(frame[frame["fold"] == 3], "pr_auc").passed
 
 
 def test_lower_is_better_metrics_are_compared_the_other_way():
@@ -81,3 +95,13 @@ def test_the_first_version_that_beats_the_baselines_becomes_champion():
         promotion=PromotionConfig(),
     )
     assert decision.promote and "first" in decision.reason
+
+
+def test_the_baseline_requirement_can_be_switched_off_knowingly():
+    decision = promotion_decision(
+        _result({"lightgbm": 0.30, "logistic": 0.35}),
+        champion_version=None,
+        champion_metrics=None,
+        promotion=PromotionConfig(require_beats_baselines=False),
+    )
+    assert decision.promote

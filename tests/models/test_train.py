@@ -269,17 +269,10 @@ def test_history_too_short_for_one_fold_names_the_minimum_in_days(short_dataset)
 
 
 @pytest.mark.parametrize(
-    ("rows", "positives", "leaf"),
-    [
-        (78_000, 4_000, 195),
-        (8_400, 600, 21),
-        (100_000, 500, 62),
-        (2_000, 30, 10),
-        (10**6, 10**5, 200),
-    ],
+    ("rows", "leaf"), [(78_000, 200), (14_400, 200), (4_200, 70), (1_190, 20), (300, 20)]
 )
-def test_leaf_size_follows_rows_and_positives(rows, positives, leaf):
-    frame = pd.DataFrame({"churned": np.r_[np.ones(positives), np.zeros(rows - positives)]})
+def test_leaf_size_follows_the_number_of_rows(rows, leaf):
+    frame = pd.DataFrame({"churned": np.r_[np.ones(10), np.zeros(rows - 10)]})
     params = data_size_params(frame, label="churned", configured={})
     assert params["min_data_in_leaf"] == params["min_data_per_group"] == leaf
     assert params["max_cat_to_onehot"] == 8 and params["cat_smooth"] == 20.0
