@@ -61,10 +61,10 @@ class ModelConfig(_Strict):
         description="LightGBM parameters (objective, seed, threads and determinism are set by "
         "churnlens); the tuning search is centred on them. Conservative by default: weekly rows "
         "of one account are near-duplicates, so small leaves memorise accounts, and a few hundred "
-        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds). Leaf and "
-        "categorical sizes left out here (min_data_in_leaf, min_data_per_group, cat_smooth, "
-        "max_cat_to_onehot) follow the data size (models.train.data_size_params): 200 rows per "
-        "leaf on the demo, a few dozen on a small base",
+        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds). "
+        "min_data_in_leaf, when left out here, follows the number of rows "
+        "(models.train.data_size_params): 200 on the demo and on an 18-month outside base, "
+        "down to 20 on a small one",
     )
     num_boost_round: int = Field(500, gt=0, description="upper bound on trees (early stopping)")
     early_stopping_rounds: int = Field(30, gt=0)

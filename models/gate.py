@@ -19,6 +19,8 @@ import pandas as pd
 BOOSTER = "lightgbm"
 # The models a champion must beat (whichever the backtest holds).
 BASELINES = ("logistic", "rfm", "health_score")
+# Below this many positive test rows (over the folds) the verdict says its evidence is weak.
+WEAK_EVIDENCE_POSITIVES = 50
 # Metrics where lower is better; every metric the promotion gate accepts is higher-is-better.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
 
@@ -53,7 +55,7 @@ def baseline_verdict(backtest: pd.DataFrame, metric: str) -> Verdict:
         for name in BASELINES
         if name in table.columns and np.isfinite(table[name].mean(skipna=False))
     }
-    where = f"averaged over {len(table)} backtest fold(s)"
+    where = f"averaged over {len(table)} backtest fold(s)" + _evidence(backtest)
     if not rivals:
         return Verdict(True, f"no baseline to compare ({metric} {ours:.4f} {where})")
     better = (lambda a, b: a < b) if metric in LOWER_IS_BETTER else (lambda a, b: a > b)
@@ -66,3 +68,14 @@ def baseline_verdict(backtest: pd.DataFrame, metric: str) -> Verdict:
             f"{ours:.4f} vs {listed}",
         )
     return Verdict(True, f"beats every baseline on {metric} {where}: {ours:.4f} vs {listed}")
+
+
+def _evidence(backtest: pd.DataFrame) -> str:
+    """A warning when the folds hold few positive test rows (needs n_rows and positive_rate)."""
+    if not {"n_rows", "positive_rate"} <= set(backtest.columns):
+        return ""
+    ours = backtest[backtest["model"] == BOOSTER]
+    positives = round(float((ours["n_rows"] * ours["positive_rate"]).sum()))
+    if positives >= WEAK_EVIDENCE_POSITIVES:
+        return ""
+    return f" (weak evidence: {positives} positive test rows, fewer than {WEAK_EVIDENCE_POSITIVES})"

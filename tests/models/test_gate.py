@@ -105,3 +105,10 @@ def test_the_baseline_requirement_can_be_switched_off_knowingly():
         promotion=PromotionConfig(require_beats_baselines=False),
     )
     assert decision.promote
+
+
+def test_few_positive_test_rows_are_called_weak_evidence():
+    frame = _backtest({"lightgbm": 0.4, "logistic": 0.3}).assign(n_rows=100.0, positive_rate=0.1)
+    assert "weak evidence: 20 positive test rows" in baseline_verdict(frame, "pr_auc").reason
+    frame = frame.assign(n_rows=1000.0)
+    assert "weak evidence" not in baseline_verdict(frame, "pr_auc").reason

@@ -274,14 +274,12 @@ def test_history_too_short_for_one_fold_names_the_minimum_in_days(short_dataset)
 def test_leaf_size_follows_the_number_of_rows(rows, leaf):
     frame = pd.DataFrame({"churned": np.r_[np.ones(10), np.zeros(rows - 10)]})
     params = data_size_params(frame, label="churned", configured={})
-    assert params["min_data_in_leaf"] == params["min_data_per_group"] == leaf
-    assert params["max_cat_to_onehot"] == 8 and params["cat_smooth"] == 20.0
+    assert params == {"min_data_in_leaf": leaf}
 
 
 def test_configured_sizes_win_over_data_size_defaults():
     frame = pd.DataFrame({"churned": [0, 1] * 50})
-    params = data_size_params(frame, label="churned", configured={"min_data_in_leaf": 7})
-    assert "min_data_in_leaf" not in params and "min_data_per_group" in params
+    assert data_size_params(frame, label="churned", configured={"min_data_in_leaf": 7}) == {}
 
 
 def test_backtest_reports_spread_rfm_baseline_and_the_verdict(dataset):
