@@ -87,9 +87,11 @@ def panel(settings, path: Path, run_date: date, cache: Path, tag: str):
         return pd.read_parquet(out)
     obs = settings.features.observation
     grid = observation_dates(
-        run_date - timedelta(days=obs.history_days), run_date, frequency=obs.frequency,
+        run_date - timedelta(days=obs.history_days),
+        run_date,
+        frequency=obs.frequency,
         weekday=obs.weekday,
-    )  # fmt: skip
+    )
     with DuckDBWarehouse(path) as wh:
         report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(run_date))
         features = build_features(wh, grid, available_tables=report.available)

@@ -120,9 +120,12 @@ def plan_folds(
         for n in range(n_folds, 0, -1):
             try:
                 folds = rolling_origin_folds(
-                    as_of, n_folds=n, fold_days=days, gap_days=gap_days,
+                    as_of,
+                    n_folds=n,
+                    fold_days=days,
+                    gap_days=gap_days,
                     min_train_dates=MIN_TRAIN_DATES,
-                )  # fmt: skip
+                )
             except SplitError:
                 continue
             return folds, _fold_reductions(n, days, n_folds=n_folds, fold_days=fold_days)

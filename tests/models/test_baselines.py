@@ -38,8 +38,14 @@ def _heavy_tailed(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 def test_logistic_baseline_ranks_and_calibrates_heavy_tailed_counts():
     train, y = _heavy_tailed(4000, seed=1)
     test, y_test = _heavy_tailed(4000, seed=2)
-    numeric = ["events_28d", "events_90d", "days_since_last_activity", "tenure_days", "ratio",
-               "never_filled"]  # fmt: skip
+    numeric = [
+        "events_28d",
+        "events_90d",
+        "days_since_last_activity",
+        "tenure_days",
+        "ratio",
+        "never_filled",
+    ]
     model = fit_logistic(
         train, y, numeric=numeric, categorical=["industry", "segment"], c=0.1, seed=0
     )
@@ -52,15 +58,20 @@ def test_logistic_baseline_ranks_and_calibrates_heavy_tailed_counts():
 
 def test_many_level_categoricals_are_left_out_of_the_one_hot():
     train, y = _heavy_tailed(500, seed=3)
-    model = fit_logistic(train, y, numeric=["tenure_days"], categorical=["industry", "segment"],
-                         c=0.1, seed=0)  # fmt: skip
+    model = fit_logistic(
+        train, y, numeric=["tenure_days"], categorical=["industry", "segment"], c=0.1, seed=0
+    )
     assert model.input_columns == (["tenure_days"], ["segment"])
 
 
 def test_rfm_baseline_uses_the_recency_frequency_tenure_columns_present():
     train, y = _heavy_tailed(2000, seed=4)
-    assert rfm_columns(train) == ["days_since_last_activity", "events_28d", "events_90d",
-                                  "tenure_days"]  # fmt: skip
+    assert rfm_columns(train) == [
+        "days_since_last_activity",
+        "events_28d",
+        "events_90d",
+        "tenure_days",
+    ]
     assert rfm_columns(train.assign(arr_at_as_of=1.0, arr=2.0))[-1] == "arr"
     assert rfm_columns(train[["tenure_days"]]) == []
     assert fit_rfm(train[["tenure_days"]], y, c=0.1, seed=0) is None
