@@ -10,13 +10,14 @@ On disk (``save``/``load``)::
     <directory>/bundle.json        target, feature list, categorical levels, window, metrics,
                                    params, churnlens and library versions, and the SHA-256 of
                                    every other file of the bundle (``artifacts_sha256``)
-    <directory>/calibrator.joblib  the fitted calibrator (absent when there is none)
+    <directory>/calibrator.json    the fitted calibrator as plain numbers (absent when there is
+                                   none; models.calibration.calibrator_to_state, never a pickle)
 
-:meth:`ModelBundle.load` refuses a bundle before anything in it is parsed or unpickled when a
-file's hash differs from the recorded one (or from hashes recorded elsewhere, such as the
-registry's), when the folder holds a pickle that is not part of the current format, when
-``model.txt`` is not a complete LightGBM model file (LightGBM crashes the process on a truncated
-one), or when a library whose objects it rebuilds differs in major/minor version.
+:meth:`ModelBundle.load` refuses a bundle before anything in it is parsed when a file's hash
+differs from the recorded one (or from hashes recorded elsewhere, such as the registry's), when
+the folder holds a pickle (no current format uses one), when ``model.txt`` is not a complete
+LightGBM model file (LightGBM crashes the process on a truncated one), or when a library whose
+objects it rebuilds differs in major/minor version.
 """
 
 from __future__ import annotations
@@ -32,22 +33,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.calibration import Calibrator, apply_calibrator
+from models.calibration import (
+    Calibrator,
+    apply_calibrator,
+    calibrator_from_state,
+    calibrator_to_state,
+)
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
-CALIBRATOR_FILE = "calibrator.joblib"
+CALIBRATOR_FILE = "calibrator.json"
 EXPECTED_VALUE_COLUMN = "_expected_value"
 _TRACKED_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "pandas")
 MANIFEST_KEY = "artifacts_sha256"
-# Files in these formats run code when loaded; a bundle may hold none but its calibrator file
-# while that is still one (``CALIBRATOR_FILE``).
+# Files in these formats run code when loaded; a bundle holds none of them.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle", ".pt")
 
 
@@ -119,14 +123,9 @@ def check_library_versions(
 
 
 def _libraries_loaded(meta: dict[str, Any]) -> frozenset[str]:
-    """Libraries whose own objects are rebuilt from the bundle's files: LightGBM's booster,
-    scikit-learn's calibrator and, while the calibrator file is a pickle, numpy's arrays in it."""
-    loaded = {"lightgbm"}
-    if meta.get("calibration"):
-        loaded.add("scikit-learn")
-        if Path(CALIBRATOR_FILE).suffix in PICKLE_SUFFIXES:
-            loaded.add("numpy")
-    return frozenset(loaded)
+    """Libraries whose own objects are rebuilt from the bundle's files: only LightGBM's booster
+    (the calibrator and the value tables are plain numbers in JSON)."""
+    return frozenset({"lightgbm"})
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -328,7 +327,7 @@ class ModelBundle:
         self.booster.save_model(str(directory / MODEL_FILE))
         calibrator_path = directory / CALIBRATOR_FILE
         if self.calibrator is not None:
-            joblib.dump(self.calibrator, calibrator_path)
+            calibrator_path.write_text(json.dumps(calibrator_to_state(self.calibrator)))
         elif calibrator_path.exists():
             calibrator_path.unlink()
         meta = {
@@ -379,7 +378,11 @@ class ModelBundle:
                 f"bundle's feature list {meta['feature_names']}"
             )
         calibrator_path = directory / CALIBRATOR_FILE
-        calibrator = joblib.load(calibrator_path) if meta["calibration"] else None
+        calibrator = (
+            calibrator_from_state(json.loads(calibrator_path.read_text()))
+            if meta["calibration"]
+            else None
+        )
         start, end = (datetime.fromisoformat(t) for t in meta["train_window"])
         return cls(
             target=meta["target"],

@@ -6,9 +6,14 @@ regression. ``choose_calibrator`` fits both on the earlier part of the calibrati
 the one with the lower Brier score on its later part, then refits the winner on the whole slice.
 
 Both maps are strictly increasing, so a calibrated score ranks accounts exactly as the booster
-does: isotonic regression is a step function whose flat steps would tie hundreds of accounts
-(on one demo backtest that alone cut the churn PR-AUC from 0.356 to 0.308),
-so its steps are tilted by a negligible multiple of the booster's own probability.
+does: plain isotonic regression is a step function whose flat steps would tie hundreds of
+accounts (on one demo backtest that alone cut the churn PR-AUC from 0.356 to 0.308) and whose
+lowest step, clipped at 1e-6, held 76 % of demo accounts; so the isotonic map here is smoothed
+(see :class:`IsotonicCalibrator`).
+
+Calibrators are stored as JSON, never pickled (:func:`calibrator_to_state` /
+:func:`calibrator_from_state`): a state is a dict of plain floats and lists with a ``kind`` from
+an allow-list, so loading an artifact cannot run code.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 CalibrationMethod = Literal["auto", "isotonic", "sigmoid", "none"]
-# Slope added to isotonic steps (times sigmoid(margin), so at most 1e-7): breaks their ties by the
-# booster's score without moving any probability by more than 1e-7.
-TIE_BREAK = 1e-7
+# Pseudo-rows pulling each isotonic step towards the Platt fit at its centre: a step of 200
+# accounts with no churner reads about 0.5 / 200 * Platt instead of exactly 0.
+PRIOR_ROWS = 1.0
+# Lowest log-odds slope of the smoothed isotonic map past its outer steps (keeps it increasing
+# when the Platt fit is flat).
+MIN_TAIL_SLOPE = 0.05
 
 
 class Calibrator(Protocol):
@@ -60,23 +69,68 @@ class SigmoidCalibrator:
 
 @dataclass
 class IsotonicCalibrator:
-    """Isotonic regression of the outcome on the log-odds, clipped to the fitted range and to
-    [1e-6, 1 - 1e-6] so that log-loss stays finite; ties inside a step are broken by the
-    margin (``TIE_BREAK``), so the map is strictly increasing and keeps the booster's ranking."""
+    """Smoothed isotonic regression: the isotonic steps of the outcome on the log-odds, each
+    step read at its centre (mean margin) with a value shrunk towards a Platt fit by
+    ``PRIOR_ROWS`` pseudo-rows (so no step says exactly 0 or 1), joined linearly in log-odds
+    between centres and continued past the outer centres with the Platt slope.
 
-    model: IsotonicRegression
+    The map is continuous and strictly increasing, so it keeps the booster's ranking, puts no
+    mass at a clip value, and keeps resolution inside a step (plain isotonic gave 76 % of demo
+    accounts exactly 1e-6). State is plain floats: ``centres`` and ``logits`` (strictly
+    increasing) and ``tail_slope`` > 0."""
+
+    centres: list[float]
+    logits: list[float]
+    tail_slope: float
     method: str = "isotonic"
 
     @classmethod
     def fit(cls, margin: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
         _check_fit_inputs(margin, y)
-        model = IsotonicRegression(y_min=1e-6, y_max=1 - 1e-6, out_of_bounds="clip")
-        model.fit(np.asarray(margin, dtype=float), np.asarray(y, dtype=float))
-        return cls(model=model)
+        margin, y = np.asarray(margin, dtype=float), np.asarray(y, dtype=float)
+        platt = SigmoidCalibrator.fit(margin, y)
+        steps = IsotonicRegression(out_of_bounds="clip").fit(margin, y).predict(margin)
+        frame = pd.DataFrame({"m": margin, "y": y, "step": steps})
+        blocks = frame.groupby("step", sort=True).agg(
+            m=("m", "mean"), y=("y", "sum"), n=("y", "size")
+        )
+        prior = platt.predict(blocks["m"].to_numpy())
+        value = (blocks["y"].to_numpy() + PRIOR_ROWS * prior) / (
+            blocks["n"].to_numpy() + PRIOR_ROWS
+        )
+        centres, values = _strictly_increasing(
+            blocks["m"].to_numpy(), value, blocks["n"].to_numpy()
+        )
+        return cls(
+            centres=[float(c) for c in centres],
+            logits=[float(v) for v in _logit(values)],
+            tail_slope=float(max(platt.coef, MIN_TAIL_SLOPE)),
+        )
 
     def predict(self, margin: np.ndarray) -> np.ndarray:
         margin = np.asarray(margin, dtype=float)
-        return self.model.predict(margin) + TIE_BREAK * sigmoid(margin)
+        x, z = np.asarray(self.centres), np.asarray(self.logits)
+        inside = np.interp(margin, x, z)
+        below = z[0] + self.tail_slope * (margin - x[0])
+        above = z[-1] + self.tail_slope * (margin - x[-1])
+        return sigmoid(np.where(margin < x[0], below, np.where(margin > x[-1], above, inside)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+def _strictly_increasing(
+    centres: np.ndarray, values: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool adjacent knots until values strictly increase (weighted means of centre and value),
+    so the interpolated map has no flat stretch that would tie accounts."""
+    pooled = IsotonicRegression().fit(centres, values, sample_weight=weights).predict(centres)
+    frame = pd.DataFrame({"c": centres * weights, "v": pooled, "w": weights})
+    knots = frame.groupby("v", sort=True).agg(c=("c", "sum"), w=("w", "sum"))
+    x = (knots["c"] / knots["w"]).to_numpy()
+    return x, knots.index.to_numpy(dtype=float)
 
 
 def _check_fit_inputs(margin: np.ndarray, y: np.ndarray) -> None:
@@ -171,3 +225,61 @@ def apply_calibrator(calibrator: Calibrator | None, margin: np.ndarray) -> np.nd
     if calibrator is None:
         return sigmoid(margin)
     return np.clip(calibrator.predict(margin), 0.0, 1.0)
+
+
+_KINDS = ("sigmoid", "isotonic", "shifted")
+
+
+def calibrator_to_state(calibrator: Calibrator | None) -> dict | None:
+    """A JSON-ready dict of plain floats and lists that :func:`calibrator_from_state` reads."""
+    if calibrator is None:
+        return None
+    if isinstance(calibrator, SigmoidCalibrator):
+        return {"kind": "sigmoid", "coef": calibrator.coef, "intercept": calibrator.intercept}
+    if isinstance(calibrator, IsotonicCalibrator):
+        return {
+            "kind": "isotonic",
+            "centres": list(calibrator.centres),
+            "logits": list(calibrator.logits),
+            "tail_slope": calibrator.tail_slope,
+        }
+    if isinstance(calibrator, ShiftedCalibrator):
+        return {
+            "kind": "shifted",
+            "offset": calibrator.offset,
+            "base": calibrator_to_state(calibrator.base),
+        }
+    raise TypeError(f"cannot store calibrator {type(calibrator).__name__}: not one of {_KINDS}")
+
+
+def calibrator_from_state(state: dict | None) -> Calibrator | None:
+    """Rebuild a calibrator from :func:`calibrator_to_state`'s dict; refuses an unknown kind
+    and any value that is not a finite number (or list of them) where one is expected."""
+    if state is None:
+        return None
+    if not isinstance(state, dict) or state.get("kind") not in _KINDS:
+        kind = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"calibrator state: unknown kind {kind!r}; expected one of {_KINDS}")
+    kind = state["kind"]
+    if kind == "sigmoid":
+        return SigmoidCalibrator(coef=_number(state, "coef"), intercept=_number(state, "intercept"))
+    if kind == "isotonic":
+        centres, logits = _numbers(state, "centres"), _numbers(state, "logits")
+        if len(centres) != len(logits) or not centres:
+            raise ValueError("calibrator state: isotonic centres and logits differ in length")
+        return IsotonicCalibrator(centres, logits, tail_slope=_number(state, "tail_slope"))
+    return ShiftedCalibrator(calibrator_from_state(state.get("base")), _number(state, "offset"))
+
+
+def _number(state: dict, key: str) -> float:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"calibrator state: {state['kind']}.{key} is {value!r}, not a number")
+    return float(value)
+
+
+def _numbers(state: dict, key: str) -> list[float]:
+    values = state.get(key)
+    if not isinstance(values, list):
+        raise ValueError(f"calibrator state: {state['kind']}.{key} is not a list of numbers")
+    return [_number({"kind": state["kind"], key: v}, key) for v in values]

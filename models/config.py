@@ -37,6 +37,12 @@ class PromotionConfig(_Strict):
     max_ece_increase: float = Field(
         0.0, ge=0, description="allowed increase of expected calibration error over the champion"
     )
+    require_beats_baselines: bool = Field(
+        True,
+        description="refuse a version (even the first) whose booster does not beat the "
+        "logistic, recency/RFM and health-score baselines on `metric` in the latest backtest "
+        "fold (models.gate); false only to ship a booster knowingly, e.g. on tiny test data",
+    )
 
 
 class ModelConfig(_Strict):
@@ -48,7 +54,6 @@ class ModelConfig(_Strict):
         default_factory=lambda: {
             "learning_rate": 0.05,
             "num_leaves": 7,
-            "min_data_in_leaf": 200,
             "feature_fraction": 0.7,
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
@@ -57,7 +62,10 @@ class ModelConfig(_Strict):
         description="LightGBM parameters (objective, seed, threads and determinism are set by "
         "churnlens); the tuning search is centred on them. Conservative by default: weekly rows "
         "of one account are near-duplicates, so small leaves memorise accounts, and a few hundred "
-        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds)",
+        "churned accounts support shallow trees (7 leaves beat 15 on four demo seeds). "
+        "min_data_in_leaf, when left out here, follows the number of rows "
+        "(models.train.data_size_params): 200 on the demo and on an 18-month outside base, "
+        "down to 20 on a small one",
     )
     num_boost_round: int = Field(500, gt=0, description="upper bound on trees (early stopping)")
     early_stopping_rounds: int = Field(30, gt=0)

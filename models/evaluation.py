@@ -3,6 +3,11 @@
 Plots use matplotlib's object API (``Figure``) so nothing touches global pyplot state:
 calibration curve, cumulative gain (accounts and ARR), SHAP summary from exact TreeSHAP
 (``pred_contrib``), a metric by segment, and the backtest metrics per fold.
+
+The report is honest about what the backtest can tell: beside the latest fold it shows the spread
+over folds, whether the booster beats the baselines (the promotion gate's verdict), what small
+data made training reduce, and how far earlier champions' latest-fold metric was from the metric
+they realised later (a frame of realised metrics, when the caller has one).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
     from models.train import TrainResult
 
 TOP_FEATURES = 20
+SPREAD_METRICS = ("pr_auc", "roc_auc", "ece", "observed_expected", "top_decile_lift")
+REALISED_COLUMNS = ("model", "metric", "backtest", "realised")
 
 
 def calibration_figure(predictions: pd.DataFrame, *, n_bins: int = 10) -> Figure:
@@ -117,10 +124,15 @@ def folds_figure(backtest: pd.DataFrame) -> Figure:
     return fig
 
 
-def write_report(result: TrainResult, directory: Path) -> Path:
+def write_report(
+    result: TrainResult, directory: Path, *, realised: pd.DataFrame | None = None
+) -> Path:
     """Write the plots and ``<target>_report.md`` + ``<target>_report.html`` into ``directory``;
-    record their paths on ``result`` and return the HTML report path."""
+    record their paths on ``result`` and return the HTML report path. ``realised``: earlier
+    champions' metrics, one row per (model, metric) with the latest-fold value it was promoted
+    on (``backtest``) and the value measured once its labels matured (``realised``)."""
     directory.mkdir(parents=True, exist_ok=True)
+    result.realised_comparison = realised_comparison(result, realised)
     figures = _figures(result)
     paths = {}
     for name, fig in figures.items():
@@ -157,6 +169,69 @@ def metrics_table(result: TrainResult) -> pd.DataFrame:
     return latest.join(mean).round(4)
 
 
+def spread_table(result: TrainResult) -> pd.DataFrame:
+    """Per model and metric: the latest fold beside the mean, sd, min and max over folds (sd is
+    blank with one fold)."""
+    rows = []
+    latest = result.latest_fold()
+    for model, part in result.backtest.groupby("model", sort=True):
+        for metric in SPREAD_METRICS:
+            values = part[metric].astype(float)
+            rows.append(
+                {
+                    "model": model,
+                    "metric": metric,
+                    "latest": float(latest.loc[model, metric]),
+                    "mean": values.mean(),
+                    "sd": values.std(),
+                    "min": values.min(),
+                    "max": values.max(),
+                    "folds": len(values),
+                }
+            )
+    return pd.DataFrame(rows).round(4)
+
+
+def realised_comparison(result: TrainResult, realised: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Earlier champions: latest-fold metric vs realised, the shortfall, and this model's
+    latest-fold metric less the mean shortfall on that metric (what history suggests it will
+    realise). None without a frame; a frame missing a column is refused by name."""
+    if realised is None:
+        return None
+    missing = [c for c in REALISED_COLUMNS if c not in realised.columns]
+    if missing:
+        raise ValueError(f"realised metrics frame lacks column(s) {missing}")
+    table = realised[list(REALISED_COLUMNS)].copy()
+    table["shortfall"] = table["backtest"].astype(float) - table["realised"].astype(float)
+    latest = result.latest_fold()
+    ours = {m: float(latest.loc["lightgbm", m]) for m in table["metric"] if m in latest.columns}
+    mean_shortfall = table.groupby("metric")["shortfall"].transform("mean")
+    table["this_model_latest"] = table["metric"].map(ours)
+    table["this_model_expected"] = table["this_model_latest"] - mean_shortfall
+    return table.round(4)
+
+
+def _honesty_lines(result: TrainResult) -> list[str]:
+    verdict = result.verdict
+    lines = ["## Baselines (promotion gate)", ""]
+    if verdict is None:
+        lines.append("- no baseline verdict was computed")
+    else:
+        lines.append(f"- {'PASSED' if verdict.passed else 'REFUSED'}: {verdict.reason}")
+    lines += ["", "## Reduced for the data size", ""]
+    lines += [f"- {r}" for r in result.reductions] or ["- nothing: the configured plan fitted"]
+    lines += ["", "## Latest fold vs what earlier champions realised", ""]
+    comparison = result.realised_comparison
+    if comparison is None:
+        lines.append(
+            "- no realised metrics of earlier champions were provided, so the latest-fold "
+            "metric cannot be checked against history; read it with the spread over folds above"
+        )
+    else:
+        lines.append(_markdown_table(comparison, index=False))
+    return [*lines, ""]
+
+
 def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
     info = result.dataset_info
     lines = [
@@ -177,6 +252,11 @@ def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
         "",
         _markdown_table(metrics_table(result), index=True),
         "",
+        "## Spread over backtest folds",
+        "",
+        _markdown_table(spread_table(result), index=False),
+        "",
+        *_honesty_lines(result),
     ]
     lines += [f"![{name}]({path.name})\n" for name, path in paths.items()]
     return "\n".join(lines)
@@ -213,5 +293,27 @@ def _html(result: TrainResult, paths: dict[str, Path]) -> str:
         f"{info['n_features']} features; label gap {result.gap_days} days; calibration "
         f"{_calibration_name(result)}; fingerprint <code>{info['fingerprint'][:16]}</code></p>"
         f"<h2>Backtest folds</h2>{pd.DataFrame(info['folds']).to_html(index=False)}"
-        f"<h2>Metrics by model</h2>{metrics_table(result).to_html()}{images}</body></html>"
+        f"<h2>Metrics by model</h2>{metrics_table(result).to_html()}"
+        f"<h2>Spread over backtest folds</h2>{spread_table(result).to_html(index=False)}"
+        f"{_honesty_html(result)}{images}</body></html>"
+    )
+
+
+def _honesty_html(result: TrainResult) -> str:
+    verdict = result.verdict
+    gate = "no baseline verdict was computed"
+    if verdict is not None:
+        gate = f"{'PASSED' if verdict.passed else 'REFUSED'}: {verdict.reason}"
+    reductions = result.reductions or ["nothing: the configured plan fitted"]
+    comparison = result.realised_comparison
+    realised = (
+        "<p>No realised metrics of earlier champions were provided.</p>"
+        if comparison is None
+        else comparison.to_html(index=False)
+    )
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in reductions)
+    return (
+        f"<h2>Baselines (promotion gate)</h2><p>{html.escape(gate)}</p>"
+        f"<h2>Reduced for the data size</h2><ul>{items}</ul>"
+        f"<h2>Latest fold vs what earlier champions realised</h2>{realised}"
     )

@@ -43,6 +43,7 @@ from models.bundle import (
     current_library_versions,
 )
 from models.config import PromotionConfig, TrackingConfig
+from models.gate import baseline_verdict
 from models.metrics import METRIC_NAMES
 from models.train import CHAMPION, MODEL, TrainResult
 
@@ -156,6 +157,9 @@ def promotion_decision(
     The champion's scores come from the backtest (``previous`` passed to training) when present,
     else from the champion run's logged latest-fold metrics (a different fold, said in reason).
     """
+    verdict = baseline_verdict(result.backtest, promotion.metric)
+    if promotion.require_beats_baselines and not verdict.passed:
+        return PromotionDecision(False, f"not promoted: {verdict.reason}")
     if champion_version is None:
         return PromotionDecision(True, "first registered version: becomes champion")
     metric = promotion.metric

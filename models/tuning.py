@@ -38,6 +38,7 @@ _SEARCH: dict[str, tuple[str, float]] = {
     "lambda_l2": ("log", 10.0),
 }
 _LOWEST = {"num_leaves": 2, "min_data_in_leaf": 1}  # LightGBM's own lower bounds
+LIGHTGBM_SEARCHED = frozenset(_SEARCH)
 
 
 def search_space(params: Mapping[str, Any]) -> dict[str, tuple[float, float, bool]]:
@@ -76,9 +77,13 @@ def tune_params(
     *,
     base_params: dict[str, Any],
     config: ModelConfig,
+    centre: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (tuned LightGBM params, a summary of the search). With ``tuning.trials == 0`` the
-    configured params are returned unchanged. The configured params are always trial 0."""
+    configured params are returned unchanged. The search is centred on ``centre`` (default
+    ``model.params``; training passes them completed by the data-size defaults), which is
+    always trial 0."""
+    centre = dict(config.params if centre is None else centre)
     if config.tuning.trials == 0:
         return dict(config.params), {"trials": 0}
     # feature_pre_filter off: trials vary min_data_in_leaf on one reused Dataset
@@ -87,10 +92,10 @@ def tune_params(
     valid_set = lgb.Dataset(
         valid_X, valid_y, params=dataset_params, reference=train_set, free_raw_data=False
     )
-    space = search_space(config.params)
+    space = search_space(centre)
 
     def objective(trial: optuna.Trial) -> float:
-        params = base_params | dict(config.params) | _suggest(trial, space)
+        params = base_params | centre | _suggest(trial, space)
         booster = lgb.train(
             params,
             train_set,
@@ -105,11 +110,11 @@ def tune_params(
     sampler = optuna.samplers.TPESampler(seed=config.seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.enqueue_trial(
-        {name: config.params.get(name, LIGHTGBM_DEFAULTS[name]) for name in space},
+        {name: centre.get(name, LIGHTGBM_DEFAULTS[name]) for name in space},
         skip_if_exists=True,
     )
     study.optimize(objective, n_trials=config.tuning.trials, timeout=config.tuning.timeout_seconds)
-    best = dict(config.params) | study.best_params | {"bagging_freq": 1}
+    best = centre | study.best_params | {"bagging_freq": 1}
     summary = {
         "trials": len(study.trials),
         "best_valid_logloss": study.best_value,

@@ -4,7 +4,6 @@ library version its objects cannot cross."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import subprocess
@@ -91,10 +90,6 @@ def test_a_pickle_outside_the_format_is_refused_with_retrain(saved, name):
         ModelBundle.load(saved)
 
 
-@pytest.mark.skipif(
-    CALIBRATOR_FILE == "calibrator.joblib",
-    reason="the pickled calibrator is still the current format (replaced by JSON on h-modelling)",
-)
 def test_a_legacy_pickled_calibrator_is_refused(saved):
     (saved / "calibrator.joblib").write_bytes(b"\x80\x04N.")
     with pytest.raises(ArtifactIntegrityError, match=r"calibrator\.joblib.*retrained"):
@@ -180,27 +175,26 @@ def _record_version(directory: Path, library: str, version: str) -> None:
     _write_meta(directory, meta)
 
 
-def test_a_scikit_learn_minor_change_is_refused_when_a_calibrator_is_loaded(saved):
-    installed = current_library_versions()["scikit-learn"]
-    _record_version(saved, "scikit-learn", "0.24.2")
+def test_a_lightgbm_minor_change_is_refused(saved):
+    installed = current_library_versions()["lightgbm"]
+    _record_version(saved, "lightgbm", "3.3.5")
     with pytest.raises(
         LibraryVersionError,
-        match=rf"t-churn v3 at {saved}: saved with scikit-learn 0\.24\.2, but {installed} is "
-        r"installed.*install scikit-learn 0\.24\.x",
+        match=rf"t-churn v3 at {saved}: saved with lightgbm 3\.3\.5, but {installed} is "
+        r"installed.*install lightgbm 3\.3\.x",
     ):
         ModelBundle.load(saved, source=f"t-churn v3 at {saved}")
-    with pytest.warns(UserWarning, match="scikit-learn 0.24.2"):
+    with pytest.warns(UserWarning, match="lightgbm 3.3.5"):
         ModelBundle.load(saved, strict_versions=False)
 
 
-def test_a_library_whose_objects_are_not_loaded_only_warns(tiny_bundle, tmp_path):
-    uncalibrated = dataclasses.replace(tiny_bundle, calibrator=None)
-    directory = uncalibrated.save(tmp_path / "plain")
-    _record_version(directory, "scikit-learn", "0.24.2")
-    _record_version(directory, "pandas", "1.5.3")
+def test_a_library_whose_objects_are_not_loaded_only_warns(saved):
+    # The calibrator is plain numbers in JSON: no scikit-learn or pandas object is rebuilt.
+    _record_version(saved, "scikit-learn", "0.24.2")
+    _record_version(saved, "pandas", "1.5.3")
     with pytest.warns(UserWarning) as caught:
-        loaded = ModelBundle.load(directory)
-    assert loaded.calibrator is None
+        loaded = ModelBundle.load(saved)
+    assert loaded.calibrator is not None
     messages = sorted(str(w.message) for w in caught)
     assert any("pandas 1.5.3" in m for m in messages)
     assert any("scikit-learn 0.24.2" in m for m in messages)
@@ -208,9 +202,9 @@ def test_a_library_whose_objects_are_not_loaded_only_warns(tiny_bundle, tmp_path
 
 def test_a_loaded_library_with_no_recorded_version_is_refused(saved):
     meta = _meta(saved)
-    del meta["library_versions"]["scikit-learn"]
+    del meta["library_versions"]["lightgbm"]
     _write_meta(saved, meta)
-    with pytest.raises(LibraryVersionError, match="records no scikit-learn version"):
+    with pytest.raises(LibraryVersionError, match="records no lightgbm version"):
         ModelBundle.load(saved)
 
 

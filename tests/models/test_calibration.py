@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
@@ -8,6 +10,8 @@ from models.calibration import (
     ShiftedCalibrator,
     apply_calibrator,
     brier,
+    calibrator_from_state,
+    calibrator_to_state,
     choose_calibrator,
     fit_calibrator,
     level_offset,
@@ -54,11 +58,66 @@ def test_calibration_keeps_the_ranking_of_held_out_scores(method):
     assert average_precision_score(held_y, p) == average_precision_score(held_y, held_margin)
 
 
-def test_isotonic_tie_break_moves_probabilities_by_at_most_1e_7():
-    margin, y = _overconfident(2000, seed=6)
-    calibrator = fit_calibrator("isotonic", margin, y)
-    steps = calibrator.model.predict(margin)
-    assert np.max(np.abs(calibrator.predict(margin) - steps)) <= 1e-7
+def test_isotonic_puts_no_mass_at_a_clip_value_and_keeps_resolution():
+    # a third of the slice sits far below any churner: plain isotonic clips it all to one value
+    rng = np.random.default_rng(7)
+    margin, y = _overconfident(3000, seed=7)
+    margin = np.concatenate([margin, rng.uniform(-20, -12, 1500)])
+    y = np.concatenate([y, np.zeros(1500, dtype=int)])
+    p = fit_calibrator("isotonic", margin, y).predict(margin)
+    assert p.min() > 0 and p.max() < 1
+    assert np.mean(p == p.min()) < 0.001  # plain isotonic: 0.5 at y_min
+    assert len(np.unique(p)) == len(np.unique(margin))
+
+
+def test_smoothed_isotonic_tracks_the_isotonic_steps_where_they_have_rows():
+    from sklearn.isotonic import IsotonicRegression
+
+    margin, y = _overconfident(6000, seed=8)
+    steps = IsotonicRegression(out_of_bounds="clip").fit(margin, y).predict(margin)
+    p = fit_calibrator("isotonic", margin, y).predict(margin)
+    assert np.mean(np.abs(p - steps)) < 0.01
+    assert abs(p.mean() - y.mean()) < 0.005  # calibration in the large on the fitted slice
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibrator_state_is_plain_json_and_round_trips(method):
+    margin, y = _overconfident(2000, seed=9)
+    for calibrator in (
+        fit_calibrator(method, margin, y),
+        ShiftedCalibrator(fit_calibrator(method, margin, y), 0.4),
+        ShiftedCalibrator(None, -0.2),
+    ):
+        state = json.loads(json.dumps(calibrator_to_state(calibrator)))
+        loaded = calibrator_from_state(state)
+        assert loaded.method == calibrator.method
+        np.testing.assert_array_equal(loaded.predict(margin), calibrator.predict(margin))
+    assert calibrator_to_state(None) is None and calibrator_from_state(None) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"kind": "pickle", "payload": "gASV"}, "unknown kind 'pickle'"),
+        ("sigmoid", "unknown kind 'str'"),
+        ({"kind": "sigmoid", "coef": "os.system", "intercept": 0.0}, "sigmoid.coef"),
+        ({"kind": "sigmoid", "coef": float("nan"), "intercept": 0.0}, "sigmoid.coef"),
+        ({"kind": "isotonic", "centres": [0.0], "logits": [], "tail_slope": 1.0}, "length"),
+        ({"kind": "isotonic", "centres": {"a": 1}, "logits": [], "tail_slope": 1}, "centres"),
+        ({"kind": "shifted", "offset": 0.1, "base": {"kind": "eval"}}, "unknown kind 'eval'"),
+    ],
+)
+def test_unknown_or_malformed_calibrator_state_is_refused(state, message):
+    with pytest.raises(ValueError, match=message):
+        calibrator_from_state(state)
+
+
+def test_an_unknown_calibrator_class_cannot_be_stored():
+    class Custom:
+        method = "custom"
+
+    with pytest.raises(TypeError, match="Custom"):
+        calibrator_to_state(Custom())
 
 
 def test_single_class_slice_is_refused_with_advice():

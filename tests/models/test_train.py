@@ -7,12 +7,15 @@ import pytest
 from models.config import ModelConfig, TuningConfig
 from models.dataset import NON_FEATURE_COLUMNS, feature_columns, training_frame
 from models.forecast import LEVEL_SD_METRIC, level_spread
+from models.gate import baseline_verdict
 from models.train import (
     CHAMPION,
     HEALTH,
     LOGISTIC,
     MODEL,
+    RFM,
     base_params,
+    data_size_params,
     fit_bundle,
     train_model,
 )
@@ -214,3 +217,113 @@ def test_champion_with_other_features_is_skipped_with_a_warning(dataset, result)
             frame, target="churn", config=config, gap_days=GAP, previous=result.bundle
         )
     assert CHAMPION not in set(again.backtest["model"])
+
+
+# --- any history length, data-size defaults, baselines that a booster must beat -------------
+
+SHORT_GAP = 37  # horizon 30 + grace 7
+
+
+@pytest.fixture(scope="module")
+def short_dataset() -> pd.DataFrame:
+    """14 labelled weekly as_of dates (horizon 30 days): about three months of history."""
+    panel = make_panel(n_accounts=300, n_dates=20, seed=5, horizon_days=42)
+    labels = panel[["account_id", "as_of", "churned", "expanded", "contracted", "arr_at_as_of"]]
+    features = panel.drop(columns=["churned", "expanded", "contracted", "arr_at_as_of"])
+    frame = training_frame(
+        features.drop(columns=["churned_arr", "expansion_arr"]), labels, target="churn"
+    )
+    assert frame["as_of"].nunique() == 14
+    return frame
+
+
+def test_short_history_trains_scores_and_says_what_was_reduced(short_dataset, tmp_path):
+    config = ModelConfig(seed=1, num_threads=1, num_boost_round=80)  # 3 folds, 8 trials asked
+    result = train_model(short_dataset, target="churn", config=config, gap_days=SHORT_GAP)
+    assert result.backtest["fold"].nunique() < 3
+    said = " | ".join(result.reductions)
+    assert "instead of model.n_folds=3" in said and "tuning: skipped" in said
+    assert "holds out 30% of accounts" in said
+    assert result.bundle.params["reductions"] == result.reductions
+    assert result.tuning["trials"] == 0
+    folds = result.backtest.drop_duplicates("fold")
+    assert (folds["train_end"] < folds["test_start"] - pd.Timedelta(days=SHORT_GAP)).all()
+    p = result.bundle.predict_proba(short_dataset)
+    assert np.all((p > 0) & (p < 1)) and len(np.unique(p)) > 50
+    latest = result.latest_fold()
+    assert latest.loc[MODEL, "roc_auc"] > 0.7
+    from models.bundle import ModelBundle
+
+    loaded = ModelBundle.load(result.bundle.save(tmp_path / "short"))
+    np.testing.assert_array_equal(loaded.predict_proba(short_dataset), p)
+
+
+def test_history_too_short_for_one_fold_names_the_minimum_in_days(short_dataset):
+    from models.backtest import SplitError
+
+    frame = short_dataset[
+        short_dataset["as_of"] < short_dataset["as_of"].min() + pd.Timedelta(weeks=7)
+    ]
+    with pytest.raises(SplitError, match=r"needs at least 66 days of labelled as_of dates"):
+        train_model(frame, target="churn", config=ModelConfig(num_threads=1), gap_days=SHORT_GAP)
+
+
+@pytest.mark.parametrize(
+    ("rows", "leaf"), [(78_000, 200), (14_400, 200), (4_200, 70), (1_190, 20), (300, 20)]
+)
+def test_leaf_size_follows_the_number_of_rows(rows, leaf):
+    frame = pd.DataFrame({"churned": np.r_[np.ones(10), np.zeros(rows - 10)]})
+    params = data_size_params(frame, label="churned", configured={})
+    assert params == {"min_data_in_leaf": leaf}
+
+
+def test_configured_sizes_win_over_data_size_defaults():
+    frame = pd.DataFrame({"churned": [0, 1] * 50})
+    assert data_size_params(frame, label="churned", configured={"min_data_in_leaf": 7}) == {}
+
+
+def test_backtest_reports_spread_rfm_baseline_and_the_verdict(dataset):
+    frame = dataset.assign(
+        days_since_last_activity=dataset["days_since_last_login"],
+        events_28d=dataset["active_users_28d"] * 9,
+        tenure_days=np.arange(len(dataset)) % 700,
+    )
+    config = _config(tuning=TuningConfig(trials=0), n_folds=3)
+    result = train_model(frame, target="churn", config=config, gap_days=GAP)
+    assert RFM in set(result.backtest["model"])
+    ours = result.backtest[result.backtest["model"] == MODEL]["pr_auc"]
+    metrics = result.bundle.metrics
+    assert metrics["sd_pr_auc"] == pytest.approx(ours.std())
+    assert metrics["min_pr_auc"] == ours.min() and metrics["max_pr_auc"] == ours.max()
+    assert metrics["n_folds"] == 3
+    assert result.verdict == baseline_verdict(result.backtest, "pr_auc")
+    assert result.verdict.reason
+
+
+def test_refused_verdict_is_in_the_report(dataset, tmp_path):
+    from models.evaluation import write_report
+    from models.gate import Verdict
+
+    config = _config(tuning=TuningConfig(trials=0), n_folds=1)
+    result = train_model(dataset, target="churn", config=config, gap_days=GAP)
+    result.verdict = Verdict(False, "does not beat the baseline(s) ['logistic']")
+    realised = pd.DataFrame(
+        {
+            "model": ["v1", "v2"],
+            "metric": ["pr_auc"] * 2,
+            "backtest": [0.5, 0.6],
+            "realised": [0.4, 0.55],
+        }
+    )
+    write_report(result, tmp_path, realised=realised)
+    text = (tmp_path / "churn_report.md").read_text()
+    assert "REFUSED: does not beat the baseline(s) ['logistic']" in text
+    assert "Spread over backtest folds" in text
+    table = result.realised_comparison
+    assert table["shortfall"].tolist() == [0.1, 0.05]
+    expected = result.latest_fold().loc[MODEL, "pr_auc"] - 0.075
+    assert table["this_model_expected"].iloc[0] == pytest.approx(expected, abs=1e-4)
+    write_report(result, tmp_path)
+    assert "no realised metrics of earlier champions" in (tmp_path / "churn_report.md").read_text()
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['realised'\]"):
+        write_report(result, tmp_path, realised=realised.drop(columns="realised"))
