@@ -1,7 +1,11 @@
--- Usage events per account and span of days (grain: account_id x day), which the event counts
--- and days since last activity read: build.py materialises it once per build as the temp table
--- churnlens_usage_days. Distinct users and event types come from usage_users.sql.
+-- Usage events per account and span of days (grain: account_id x day), which the event counts,
+-- quantities, per-type counts and days since last activity read: build.py materialises it once
+-- per build as the temp table churnlens_usage_days. Distinct users, active days and event types
+-- come from usage_users.sql.
 -- Parameters: the events (window floor, last as_of]; only events some window can see are read.
+-- The name in braces after quantity_max is written out by build.usage_days_sql: one count
+-- (n_type_i) and one summed quantity (q_type_i) per chosen event type, numbered by
+-- churnlens_event_types (structure only: the type names are rows of that table, never SQL).
 --
 -- Days are numbered by their end (usage_events.sql), so with midnight as_of dates "day in
 -- (as_of - n, as_of]" is exactly "event_time in (as_of - n days, as_of]".
@@ -34,12 +38,20 @@ span_days as (
     group by g.day
 ),
 
+event_types as (
+    select event_type, type_index
+    from churnlens_event_types
+),
+
 events as (
     select
-        account_id,
-        day
-    from churnlens_usage_events
-    where event_time > ? and event_time <= ?
+        e.account_id,
+        e.day,
+        e.quantity,
+        t.type_index
+    from churnlens_usage_events as e
+    left join event_types as t on t.event_type = e.event_type
+    where e.event_time > ? and e.event_time <= ?
 ),
 
 final as (
@@ -47,7 +59,9 @@ final as (
         e.account_id,
         s.span_end as day,
         max(e.day) as last_active_day,
-        count(*) as n_events
+        count(*) as n_events,
+        sum(e.quantity) as quantity,
+        max(e.quantity) as quantity_max{type_aggregates}
     from events as e
     inner join span_days as s on s.day = e.day
     group by e.account_id, s.span_end
