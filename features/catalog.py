@@ -498,7 +498,72 @@ def render_markdown() -> str:
     lines.append(
         f"{len(FEATURES)} features, plus {len(TYPE_MEASURES) * len(TYPE_WINDOWS)} per event type."
     )
+    lines += ["", *_labels_markdown()]
     return "\n".join(lines) + "\n"
+
+
+# target, label column, TRUE when, censored until (docs/features.md; features/labels.py)
+_LABEL_ROWS = (
+    (
+        "`churn`",
+        "`churned`",
+        "a lapse (no contract in force; an evergreen contract never lapses) starts in "
+        "`(as_of, e]`, overlaps `(s, e]` and no contract starts within `grace_days` of it",
+        "`e + grace_days`",
+    ),
+    (
+        "`churn_inactive`",
+        "`churned_inactive`",
+        "no usage event in `(max(s, e - inactivity_days), e]`: the last `inactivity_days` of the "
+        "window, the whole window when it is shorter",
+        "`e`",
+    ),
+    (
+        "`expansion` (`expansion_definition: horizon`, the default)",
+        "`expanded`",
+        "not churned, and ARR at `e` (or at a renewal signed within `grace_days` after a lapse "
+        "at `e`) exceeds ARR at `as_of` by `expansion_min_ratio` (or `expansion_min_arr`)",
+        "`e + grace_days`",
+    ),
+    (
+        "`expansion` (`expansion_definition: next_renewal`)",
+        "`expanded`",
+        "the next renewal `r`, the earliest `end_date` of the dated contracts in force at "
+        "`as_of`, falls in `(as_of, e]`, and ARR in force at `r` (after a lapse there: at the "
+        "first contract start within `grace_days`) exceeds ARR at `as_of` by the same "
+        "thresholds. FALSE when the account does not renew (churns instead) and when no "
+        "renewal falls in the window (evergreen or longer contracts)",
+        "`r + grace_days`; `e + grace_days` without a renewal in the window",
+    ),
+    (
+        "`contraction`",
+        "`contracted`",
+        "not churned, ARR at `e` still > 0 but below ARR at `as_of` by more than "
+        "`contraction_min_ratio`",
+        "`e + grace_days`",
+    ),
+)
+
+
+def _labels_markdown() -> list[str]:
+    lines = [
+        "## Labels and targets (`features/labels.py`, `sql/labels.sql`)",
+        "",
+        "Rows: the accounts active at `as_of` by the same `features.active.rule` as the",
+        "features. Label window `(s, e]` with `s = as_of + lead_days`, `e = s + horizon_days`;",
+        "nothing at or before `as_of` decides a label. A label is NA (*censored*, dropped from",
+        "training) until the moment in the last column is at or before `data_end`.",
+        "",
+        "| target (`model.targets`) | label column | TRUE when | censored until |",
+        "|---|---|---|---|",
+        *(f"| {t} | {c} | {when} | {until} |" for t, c, when, until in _LABEL_ROWS),
+        "",
+        "Values at stake (the ARR-captured metric): `churned_arr`, `expansion_arr` (the increase",
+        "at `e`, or at `r` for `next_renewal`), `contracted_arr`; for `churn_inactive` ARR at",
+        "`as_of` or, when that is 0 (usage-priced, transactional), `quantity_90d`",
+        "(`models/dataset.py`).",
+    ]
+    return lines
 
 
 def _per_type_markdown() -> list[str]:
