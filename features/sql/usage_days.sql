@@ -38,33 +38,48 @@ span_days as (
     group by g.day
 ),
 
+events as (
+    select
+        account_id,
+        event_type,
+        quantity,
+        day
+    from churnlens_usage_events
+    where event_time > ? and event_time <= ?
+),
+
+-- per span and event type first (one small key more than per span), then one row per span with
+-- the chosen types as columns: the type filters run over these rows, not over every event
+by_type as (
+    select
+        e.account_id,
+        s.span_end as day,
+        e.event_type,
+        max(e.day) as last_active_day,
+        count(*) as n_events,
+        sum(e.quantity) as quantity,
+        max(e.quantity) as quantity_max
+    from events as e
+    inner join span_days as s on s.day = e.day
+    group by e.account_id, s.span_end, e.event_type
+),
+
 event_types as (
     select event_type, type_index
     from churnlens_event_types
 ),
 
-events as (
-    select
-        e.account_id,
-        e.day,
-        e.quantity,
-        t.type_index
-    from churnlens_usage_events as e
-    left join event_types as t on t.event_type = e.event_type
-    where e.event_time > ? and e.event_time <= ?
-),
-
 final as (
     select
-        e.account_id,
-        s.span_end as day,
-        max(e.day) as last_active_day,
-        count(*) as n_events,
-        sum(e.quantity) as quantity,
-        max(e.quantity) as quantity_max{type_aggregates}
-    from events as e
-    inner join span_days as s on s.day = e.day
-    group by e.account_id, s.span_end
+        b.account_id,
+        b.day,
+        max(b.last_active_day) as last_active_day,
+        cast(sum(b.n_events) as bigint) as n_events,
+        sum(b.quantity) as quantity,
+        max(b.quantity_max) as quantity_max{type_aggregates}
+    from by_type as b
+    left join event_types as t on t.event_type = b.event_type
+    group by b.account_id, b.day
 )
 
 select * from final
