@@ -348,16 +348,18 @@ def build_features(
     frame = wh.query(read_sql("commercial"))
     for group in groups:
         for name in GROUP_SQL.get(group, (group,)):
-            if name == "commercial" or (name == "usage_types" and not event_types):
+            if name == "commercial" or (name == "usage_types" and not per_type):
                 continue
-            sql = usage_types_sql(_suffixes(event_types)) if name == "usage_types" else None
-            part = wh.query(sql or read_sql(name))
+            part = wh.query(_group_sql(name, event_types or ()))
             frame = frame.merge(part, on=KEYS, how="left", validate="one_to_one")
     return _tidy(frame, ["name", *ALWAYS, *features_for_groups(groups), *per_type])
 
 
-def _suffixes(event_types: Sequence[str] | None) -> list[str]:
-    return [event_type_suffix(t) for t in event_types or ()]
+def _group_sql(name: str, event_types: Sequence[str]) -> str:
+    """The SQL of one feature file; the per-type file written out for ``event_types``."""
+    if name == "usage_types":
+        return usage_types_sql([event_type_suffix(t) for t in event_types])
+    return read_sql(name)
 
 
 def _tidy(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
