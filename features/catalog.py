@@ -12,7 +12,9 @@ latest ``t <= as_of`` (NULL when there is none).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 UNITS = ("count", "ratio", "days", "currency", "score", "flag", "category")
@@ -156,6 +158,88 @@ _SPECS: tuple[tuple[str, str, str, str, int | None], ...] = (
         "days",
         None,
         "days since the latest usage event (0 = within the 24 h before as_of)",
+    ),
+    ("quantity_7d", "usage", "count", 7, "summed quantity of the usage events of the last 7 days"),
+    (
+        "quantity_28d",
+        "usage",
+        "count",
+        28,
+        "summed quantity of the usage events of the last 28 days",
+    ),
+    (
+        "quantity_90d",
+        "usage",
+        "count",
+        90,
+        "summed quantity of the usage events of the last 90 days",
+    ),
+    (
+        "quantity_mean_7d",
+        "usage",
+        "ratio",
+        7,
+        "quantity_7d / events_7d: mean quantity per event; NULL without events",
+    ),
+    (
+        "quantity_mean_28d",
+        "usage",
+        "ratio",
+        28,
+        "quantity_28d / events_28d: mean quantity per event; NULL without events",
+    ),
+    (
+        "quantity_mean_90d",
+        "usage",
+        "ratio",
+        90,
+        "quantity_90d / events_90d: mean quantity per event; NULL without events",
+    ),
+    ("quantity_max_7d", "usage", "count", 7, "largest quantity of one event in the last 7 days"),
+    ("quantity_max_28d", "usage", "count", 28, "largest quantity of one event in the last 28 days"),
+    ("quantity_max_90d", "usage", "count", 90, "largest quantity of one event in the last 90 days"),
+    (
+        "days_since_first_activity",
+        "usage",
+        "days",
+        None,
+        "days since the earliest usage event (activity tenure; 0 = within the 24 h before as_of)",
+    ),
+    (
+        "active_days_28d",
+        "usage",
+        "count",
+        28,
+        "days with at least one usage event in the last 28 days (frequency; days end at midnight)",
+    ),
+    (
+        "active_days_90d",
+        "usage",
+        "count",
+        90,
+        "days with at least one usage event in the last 90 days (frequency; days end at midnight)",
+    ),
+    (
+        "events_per_day_28d",
+        "usage",
+        "ratio",
+        28,
+        "events_28d / min(28, days_since_first_activity + 1): a young account's rate over the "
+        "days it has been active; NULL before its first event",
+    ),
+    (
+        "events_per_day_90d",
+        "usage",
+        "ratio",
+        90,
+        "events_90d / min(90, days_since_first_activity + 1); NULL before the first event",
+    ),
+    (
+        "quantity_per_day_90d",
+        "usage",
+        "ratio",
+        90,
+        "quantity_90d / min(90, days_since_first_activity + 1); NULL before the first event",
     ),
     ("tickets_30d", "support", "count", 30, "support tickets opened in the last 30 days"),
     ("tickets_90d", "support", "count", 90, "support tickets opened in the last 90 days"),
@@ -309,6 +393,52 @@ FEATURES: dict[str, FeatureSpec] = {
 # what build_features always returns (besides account_id, as_of and name)
 ALWAYS = ("arr", "csm_owner", "segment", "industry", "employees")
 
+# per-event-type usage columns: <measure>_<n>d__<event type suffix>, for the chosen event types
+TYPE_MEASURES = (
+    ("events", "usage events of type {type} in the last {days} days"),
+    ("quantity", "summed quantity of the events of type {type} in the last {days} days"),
+)
+TYPE_WINDOWS = (7, 28, 90)
+SUFFIX_MAX = 32
+_SAFE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def event_type_suffix(event_type: str) -> str:
+    """The column-name suffix of an event type: the type itself when it already is a safe name
+    (lowercase letters, digits and ``_``, starting with a letter, at most 32 characters), else
+    its lowercase letters and digits with ``_`` between runs, cut to 25 characters, plus ``_``
+    and 6 hex digits of its SHA-1, so that distinct types never share a suffix and the suffix
+    is a function of the type alone (``"Win Opportunity"`` -> ``win_opportunity_<hash>``)."""
+    if len(event_type) <= SUFFIX_MAX and _SAFE.fullmatch(event_type):
+        return event_type
+    slug = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")[:25].strip("_") or "type"
+    digest = hashlib.sha1(event_type.encode()).hexdigest()[:6]
+    return f"{slug}_{digest}"
+
+
+def event_type_features(event_types: Sequence[str]) -> dict[str, FeatureSpec]:
+    """The per-type usage columns of ``event_types``, in build order (type by type, then
+    window, then measure). Raises ValueError on a repeated type or suffix."""
+    suffixes = [event_type_suffix(t) for t in event_types]
+    if len(set(suffixes)) != len(suffixes):
+        repeated = sorted({t for t, s in zip(event_types, suffixes, strict=True)
+                           if suffixes.count(s) > 1})  # fmt: skip
+        raise ValueError(f"event types {repeated} are repeated (or share a column suffix)")
+    specs: dict[str, FeatureSpec] = {}
+    for event_type, suffix in zip(event_types, suffixes, strict=True):
+        for days in TYPE_WINDOWS:
+            for measure, text in TYPE_MEASURES:
+                name = f"{measure}_{days}d__{suffix}"
+                specs[name] = FeatureSpec(
+                    name=name,
+                    group="usage",
+                    description=text.format(type=repr(event_type), days=days),
+                    unit="count",
+                    window_days=days,
+                    source="usage_events",
+                )
+    return specs
+
 
 def features_for_groups(groups: Iterable[str]) -> list[str]:
     """Feature names of ``groups`` in catalog order; raises on an unknown group."""
@@ -333,8 +463,13 @@ def render_markdown() -> str:
         "Generated from `features/catalog.py` by `python -m features.catalog > docs/features.md`;",
         "do not edit by hand (a test fails when this file is out of date).",
         "",
-        "Rows: one per account **active** at `as_of` (ARR > 0: a contract with",
-        "`start_date <= as_of < end_date`). `as_of` is midnight (naive UTC). An n-day window is",
+        "Rows: one per account **active** at `as_of`, by `features.active.rule`: `contract`",
+        "(the default: a contract in force, `start_date <= as_of < end_date`, `end_date` NULL =",
+        "evergreen, any ARR >= 0), `activity` (a usage event in the `activity_days`, default 28,",
+        "up to `as_of`) or `both`. A date with no active account is an error naming the rule.",
+        "An evergreen contract has no renewal: `days_to_next_renewal` and `contract_term_days`",
+        "skip it (NULL when every contract in force is evergreen). `as_of` is midnight (naive",
+        "UTC). An n-day window is",
         "`t > as_of - n days AND t <= as_of`: an event exactly at `as_of` counts, one a second",
         "later does not. *Days since* is `floor((as_of - t) / 1 day)` for the latest `t <= as_of`,",
         "NULL when there is none. A group whose source table is absent is left out of the frame.",
@@ -359,8 +494,100 @@ def render_markdown() -> str:
                 f"| `{name}` | {spec.unit} | {window} | `{spec.source}` | {spec.description} |"
             )
         lines.append("")
-    lines.append(f"{len(FEATURES)} features.")
+    lines += _per_type_markdown()
+    lines.append(
+        f"{len(FEATURES)} features, plus {len(TYPE_MEASURES) * len(TYPE_WINDOWS)} per event type."
+    )
+    lines += ["", *_labels_markdown()]
     return "\n".join(lines) + "\n"
+
+
+# target, label column, TRUE when, censored until (docs/features.md; features/labels.py)
+_LABEL_ROWS = (
+    (
+        "`churn`",
+        "`churned`",
+        "a lapse (no contract in force; an evergreen contract never lapses) starts in "
+        "`(as_of, e]`, overlaps `(s, e]` and no contract starts within `grace_days` of it",
+        "`e + grace_days`",
+    ),
+    (
+        "`churn_inactive`",
+        "`churned_inactive`",
+        "no usage event in `(max(s, e - inactivity_days), e]`: the last `inactivity_days` of the "
+        "window, the whole window when it is shorter",
+        "`e`",
+    ),
+    (
+        "`expansion` (`expansion_definition: horizon`, the default)",
+        "`expanded`",
+        "not churned, and ARR at `e` (or at a renewal signed within `grace_days` after a lapse "
+        "at `e`) exceeds ARR at `as_of` by `expansion_min_ratio` (or `expansion_min_arr`)",
+        "`e + grace_days`",
+    ),
+    (
+        "`expansion` (`expansion_definition: next_renewal`)",
+        "`expanded`",
+        "the next renewal `r`, the earliest `end_date` of the dated contracts in force at "
+        "`as_of`, falls in `(as_of, e]`, and ARR in force at `r` (after a lapse there: at the "
+        "first contract start within `grace_days`) exceeds ARR at `as_of` by the same "
+        "thresholds. FALSE when the account does not renew (churns instead) and when no "
+        "renewal falls in the window (evergreen or longer contracts)",
+        "`r + grace_days`; `e + grace_days` without a renewal in the window",
+    ),
+    (
+        "`contraction`",
+        "`contracted`",
+        "not churned, ARR at `e` still > 0 but below ARR at `as_of` by more than "
+        "`contraction_min_ratio`",
+        "`e + grace_days`",
+    ),
+)
+
+
+def _labels_markdown() -> list[str]:
+    lines = [
+        "## Labels and targets (`features/labels.py`, `sql/labels.sql`)",
+        "",
+        "Rows: the accounts active at `as_of` by the same `features.active.rule` as the",
+        "features. Label window `(s, e]` with `s = as_of + lead_days`, `e = s + horizon_days`;",
+        "nothing at or before `as_of` decides a label. A label is NA (*censored*, dropped from",
+        "training) until the moment in the last column is at or before `data_end`.",
+        "",
+        "| target (`model.targets`) | label column | TRUE when | censored until |",
+        "|---|---|---|---|",
+        *(f"| {t} | {c} | {when} | {until} |" for t, c, when, until in _LABEL_ROWS),
+        "",
+        "Values at stake (the ARR-captured metric): `churned_arr`, `expansion_arr` (the increase",
+        "at `e`, or at `r` for `next_renewal`), `contracted_arr`; for `churn_inactive` ARR at",
+        "`as_of` or, when that is 0 (usage-priced, transactional), `quantity_90d`",
+        "(`models/dataset.py`).",
+    ]
+    return lines
+
+
+def _per_type_markdown() -> list[str]:
+    lines = [
+        "## usage per event type (`usage_events`)",
+        "",
+        "For each of the `features.event_types.top_k` (default 10) event types with the most",
+        "events (as staged, ties by name) at or before the **earliest** `as_of` of a build:",
+        "one fixed column set for the whole training window, never chosen on data after any row.",
+        "The list travels with the model as its column names; scoring rebuilds exactly those",
+        "columns (`build_features(..., event_types=event_types_for_features(...))`). `<type>` is",
+        "the event type itself when it is a safe name (`[a-z][a-z0-9_]*`, at most 32 characters),",
+        "else its lowercase letters and digits joined by `_`, cut to 25, plus `_` and 6 hex",
+        "digits of its SHA-1 (distinct types never share a column).",
+        "",
+        "| feature | unit | window | source | definition |",
+        "|---|---|---|---|---|",
+    ]
+    for days in TYPE_WINDOWS:
+        for measure, text in TYPE_MEASURES:
+            name = f"{measure}_{days}d__<type>"
+            definition = text.format(type="`<type>`", days=days)
+            lines.append(f"| `{name}` | count | {days} d | `usage_events` | {definition} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

@@ -82,7 +82,17 @@ class LabelConfig(_Strict):
     )
     expansion_min_arr: float = Field(0.0, ge=0, description="or this absolute ARR growth")
     contraction_min_ratio: float = Field(0.10, ge=0, description="ARR drop that is contraction")
-    inactivity_days: int = Field(60, gt=0, description="inactivity-based churn: days with no use")
+    inactivity_days: int = Field(
+        60,
+        gt=0,
+        description="churned_inactive: no usage event in the last inactivity_days of the label "
+        "window (the whole window when it is shorter)",
+    )
+    expansion_definition: Literal["horizon", "next_renewal"] = Field(
+        "horizon",
+        description="expanded: ARR at the label window end vs at as_of (horizon), or ARR just "
+        "after the first contract end in the label window vs at as_of (next_renewal)",
+    )
 
     @property
     def maturity_days(self) -> int:
@@ -91,6 +101,41 @@ class LabelConfig(_Strict):
         return self.lead_days + self.horizon_days + self.grace_days
 
 
+class ActiveConfig(_Strict):
+    """Which accounts are customers at ``as_of``: the rows of every feature and label frame."""
+
+    rule: Literal["contract", "activity", "both"] = Field(
+        "contract",
+        description="contract: a contract in force (start_date <= as_of < end_date, end_date NULL "
+        "= evergreen; any ARR >= 0); activity: a usage event in the activity_days up to as_of; "
+        "both: either",
+    )
+    activity_days: int = Field(28, gt=0, description="the activity rule's look-back in days")
+
+    def describe(self) -> str:
+        """The rule in words, for messages."""
+        contract = "a contract in force (start_date <= as_of < end_date or end_date NULL)"
+        activity = f"a usage event in the {self.activity_days} days up to as_of"
+        if self.rule == "contract":
+            return f"features.active.rule 'contract': {contract}"
+        if self.rule == "activity":
+            return f"features.active.rule 'activity': {activity}"
+        return f"features.active.rule 'both': {contract} or {activity}"
+
+
+class EventTypeConfig(_Strict):
+    """Per-event-type usage features: how many of the most frequent event types get columns."""
+
+    top_k: int = Field(
+        10,
+        ge=0,
+        description="event types with their own count and quantity columns: the most frequent "
+        "ones up to the earliest as_of of a build (0: none)",
+    )
+
+
 class FeatureConfig(_Strict):
     observation: ObservationConfig = ObservationConfig()
     labels: LabelConfig = LabelConfig()
+    active: ActiveConfig = ActiveConfig()
+    event_types: EventTypeConfig = EventTypeConfig()

@@ -1,10 +1,12 @@
 """Retention analytics from ``contracts``: ARR movements, NDR/GRR, logo churn and cohorts.
 
 Time semantics follow the rest of churnlens: ARR at time t is the sum of ``arr`` over contracts
-with ``start_date <= t < end_date`` (end exclusive). A period ``[period_start, period_end)`` is
-measured at its two ends: accounts with ARR > 0 at ``period_start`` are the period's existing
-customers; each one's ending ARR decides whether it expanded, contracted or churned. New logos
-(ARR 0 at the start, > 0 at the end) are reported as ``new_arr`` and kept out of NDR and GRR.
+with ``start_date <= t < end_date`` (end exclusive; ``end_date`` NULL is an evergreen contract,
+in force from ``start_date`` until ended, which never lapses). A period
+``[period_start, period_end)`` is measured at its two ends: accounts with ARR > 0 at
+``period_start`` are the period's existing customers; each one's ending ARR decides whether it
+expanded, contracted or churned. New logos (ARR 0 at the start, > 0 at the end) are reported as
+``new_arr`` and kept out of NDR and GRR.
 Formulas, choices and worked numbers: ``docs/metrics.md``.
 """
 
@@ -67,9 +69,7 @@ def prepare_contracts(contracts: pd.DataFrame | Warehouse) -> pd.DataFrame:
     out["end_date"] = pd.to_datetime(out["end_date"]).astype("datetime64[ns]")
     out["arr"] = pd.to_numeric(out["arr"]).astype(float)
     checks = {
-        "null start_date, end_date or arr": out[["start_date", "end_date", "arr"]]
-        .isna()
-        .any(axis=1),
+        "null start_date or arr": out[["start_date", "arr"]].isna().any(axis=1),
         "negative arr": out["arr"] < 0,
         "end_date before start_date": out["end_date"] < out["start_date"],
     }
@@ -87,12 +87,14 @@ def _timestamp(value: date | datetime | str) -> pd.Timestamp:
 
 
 def arr_at(contracts: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
-    """ARR of each ``(account_id, t)`` pair: contracts with ``start_date <= t < end_date``."""
+    """ARR of each ``(account_id, t)`` pair: contracts with ``start_date <= t < end_date``
+    (``end_date`` NaT: evergreen, in force from its start)."""
     keyed = pairs[["account_id", "t"]].reset_index(drop=True)
     merged = keyed.reset_index().merge(
         contracts[["account_id", "start_date", "end_date", "arr"]], on="account_id"
     )
-    live = merged[(merged["start_date"] <= merged["t"]) & (merged["t"] < merged["end_date"])]
+    in_force = merged["end_date"].isna() | (merged["t"] < merged["end_date"])
+    live = merged[(merged["start_date"] <= merged["t"]) & in_force]
     sums = live.groupby("index")["arr"].sum()
     return sums.reindex(keyed.index, fill_value=0.0).rename("arr")
 
@@ -365,7 +367,7 @@ def churn_events(
     end`` so that a late renewal could still have been seen."""
     prepared = prepare_contracts(contracts)
     lo, hi = _timestamp(start), _timestamp(end)
-    cand = prepared[["account_id", "end_date"]].drop_duplicates()
+    cand = prepared[["account_id", "end_date"]].dropna().drop_duplicates()  # evergreen: no end
     cand = cand[(cand["end_date"] > lo) & (cand["end_date"] + pd.Timedelta(days=grace_days) <= hi)]
     cand = cand.rename(columns={"end_date": "t"}).reset_index(drop=True)
     cand["arr_on"] = arr_at(prepared, cand).values

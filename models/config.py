@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-TARGETS = ("churn", "expansion", "contraction")
+TARGETS = ("churn", "churn_inactive", "expansion", "contraction")
 
 
 class _Strict(BaseModel):

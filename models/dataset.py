@@ -2,11 +2,17 @@
 
 Targets map onto label columns and onto the ARR that the top-decile "ARR captured" metric counts:
 
-| target      | label column | value column (fallback)                                  |
-|-------------|--------------|----------------------------------------------------------|
-| churn       | churned      | churned_arr (churned * arr_at_as_of)                     |
-| expansion   | expanded     | expansion_arr (max(arr_at_horizon - arr_at_as_of, 0))    |
-| contraction | contracted   | contracted_arr (max(arr_at_as_of - arr_at_horizon, 0))   |
+| target         | label column     | value column (fallback)                                |
+|----------------|------------------|--------------------------------------------------------|
+| churn          | churned          | churned_arr (churned * arr_at_as_of)                   |
+| churn_inactive | churned_inactive | churned_inactive_value (churned_inactive * value)      |
+| expansion      | expanded         | expansion_arr (max(arr_at_horizon - arr_at_as_of, 0))  |
+| contraction    | contracted       | contracted_arr (max(arr_at_as_of - arr_at_horizon, 0)) |
+
+The value of an inactivity churn is ``arr_at_as_of``, or where that is 0 (usage-priced and
+transactional accounts) ``quantity_90d``, the summed quantity of the 90 days up to as_of.
+``quantity_90d`` is a feature (seen at or before as_of), so the value never looks ahead; without
+it (no usage table) a zero-ARR account's value is 0.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ NON_FEATURE_COLUMNS = frozenset(
         "churned_arr",
         "expansion_arr",
         "contracted_arr",
+        "churned_inactive_value",
         "label_window_end",
         "csm_owner",
         "name",
@@ -56,6 +63,7 @@ class TargetSpec:
 
 TARGET_SPECS = {
     "churn": TargetSpec("churn", "churned", "churned_arr"),
+    "churn_inactive": TargetSpec("churn_inactive", "churned_inactive", "churned_inactive_value"),
     "expansion": TargetSpec("expansion", "expanded", "expansion_arr"),
     "contraction": TargetSpec("contraction", "contracted", "contracted_arr"),
 }
@@ -118,6 +126,9 @@ def target_value(frame: pd.DataFrame, target: str) -> pd.Series:
     event = frame[spec.label].astype(float).fillna(0.0)
     if target == "churn":
         return event * start
+    if target == "churn_inactive":
+        quantity = frame.get("quantity_90d", pd.Series(0.0, index=frame.index))
+        return event * start.where(start > 0, quantity.astype(float).fillna(0.0))
     if "arr_at_horizon" not in frame.columns:
         raise ValueError(
             f"cannot compute {spec.value!r} for target {target!r}: the frame has neither "

@@ -1,5 +1,8 @@
 -- Commercial features and account attributes (grain: account_id x as_of, active accounts only).
 -- Contracts are point-in-time by their dates: a contract starting after as_of changes nothing.
+-- end_date NULL is an evergreen contract (in force until ended): it never renews, so it gives no
+-- days_to_next_renewal or contract_term_days (churnlens_active leaves them NULL). An account
+-- active by usage alone (features.active.rule activity) has ARR 0 and no contract state.
 with active as (
     select account_id, as_of, arr, seats, products_active, next_end_at, contract_term_days
     from churnlens_active
@@ -25,7 +28,7 @@ history as (
         a.as_of,
         sum(c.arr) filter (
             where c.starts_at <= a.as_of - interval 365 day
-            and c.ends_at > a.as_of - interval 365 day
+            and (c.ends_at is null or c.ends_at > a.as_of - interval 365 day)
         ) as arr_prev_365d,
         min(c.starts_at) filter (where c.starts_at <= a.as_of) as first_start_at
     from active as a
@@ -38,7 +41,7 @@ history as (
 boundaries as (
     select account_id, starts_at as changed_at from contracts
     union
-    select account_id, ends_at as changed_at from contracts
+    select account_id, ends_at as changed_at from contracts where ends_at is not null
 ),
 
 arr_at_boundaries as (
@@ -46,11 +49,12 @@ arr_at_boundaries as (
         b.account_id,
         b.changed_at,
         coalesce(sum(c.arr) filter (
-            where c.starts_at <= b.changed_at and c.ends_at > b.changed_at
+            where c.starts_at <= b.changed_at
+            and (c.ends_at is null or c.ends_at > b.changed_at)
         ), 0) as arr_after,
         coalesce(sum(c.arr) filter (
             where c.starts_at <= b.changed_at - interval 1 day
-            and c.ends_at > b.changed_at - interval 1 day
+            and (c.ends_at is null or c.ends_at > b.changed_at - interval 1 day)
         ), 0) as arr_before
     from boundaries as b
     inner join contracts as c on c.account_id = b.account_id

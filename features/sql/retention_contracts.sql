@@ -1,5 +1,7 @@
 -- Contracts with the account attributes retention is grouped by (one row per contract).
 -- Reads the staging views, so mapped column names and types are already the contract's.
+-- end_date NULL (an evergreen contract, in force until ended) stays NULL: retention.py reads it
+-- as never ending.
 with contracts as (
     select account_id, contract_id, start_date, end_date, arr
     from stg_contracts

@@ -6,6 +6,8 @@
 -- a user or an event type was active, so its masks skip the DISTINCT). {source} is one of those
 -- two staging views, written in by build.py.
 --
+-- quantity NULL is 1 (the contract's default: one unit per event).
+--
 -- Days are numbered by their END: the first midnight at or after event_time, in whole days since
 -- 1970-01-01 (an event at 00:00:00 belongs to the day that ends then). With midnight as_of dates,
 -- "day in (as_of - n, as_of]" is exactly "event_time in (as_of - n days, as_of]".
@@ -15,6 +17,7 @@ with final as (
         user_id,
         event_type,
         event_time,
+        coalesce(cast(quantity as double), 1.0) as quantity,
         cast(epoch(date_trunc('day', event_time - interval 1 microsecond)) / 86400 as bigint) + 1
             as day
     from {source}

@@ -11,9 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features
-from features.catalog import FEATURES
-from features.config import WarehouseConfig
+from features.build import (
+    NoActiveAccountsError,
+    build_features,
+    choose_event_types,
+    event_types_for_features,
+)
+from features.catalog import FEATURES, event_type_features, event_type_suffix
+from features.config import ActiveConfig, FeatureConfig, WarehouseConfig
 from features.sources import create_staging_view, locate_sources
 from features.warehouse import Warehouse
 
@@ -88,10 +93,12 @@ def golden_tables() -> dict[str, pd.DataFrame]:
             ("a2", "v1", AS_OF - days(10), "login"),
             ("a2", None, AS_OF - days(7), "sync"),
             ("a3", "w1", AS_OF - days(1), "login"),
+            ("a5", "x1", AS_OF + SECOND, "report"),
         ],
         columns=["account_id", "user_id", "event_time", "event_type"],
     )
-    usage["quantity"] = 1.0
+    # a1's event a second after as_of has the largest quantity; NULL is one unit
+    usage["quantity"] = [2.0, 100.0, 5.0, 3.0, 1.0, 4.0, 7.0, 2.5, None, 1.0, 9.0]
     tickets = pd.DataFrame(
         [
             ("a1", "t1", AS_OF - days(10), AS_OF - days(9), "P1", "bug", 4.0, True),
@@ -194,7 +201,10 @@ def test_rows_are_accounts_active_at_as_of(golden: pd.DataFrame) -> None:
 def test_columns_are_keys_then_catalog_features(golden: pd.DataFrame) -> None:
     frame = golden.reset_index()
     assert list(frame.columns[:3]) == ["account_id", "as_of", "name"]
-    assert set(frame.columns[3:]) == set(FEATURES)
+    # the event types with most events up to as_of ("report" only comes a second after it)
+    per_type = event_type_features(["login", "export", "sync"])
+    assert set(frame.columns[3:]) == set(FEATURES) | set(per_type)
+    assert list(frame.columns[-len(per_type) :]) == list(per_type)
     assert str(frame["account_id"].dtype) == "str"
     assert frame["as_of"].dtype.kind == "M"
 
@@ -287,6 +297,131 @@ def test_usage_golden(golden: pd.DataFrame) -> None:
     )
 
 
+def test_value_golden(golden: pd.DataFrame) -> None:
+    _check(
+        golden,
+        {
+            "a1": {
+                "quantity_7d": 7.0,  # at as_of 2 + export 5; the 100 a second later is not seen
+                "quantity_28d": 10.0,
+                "quantity_90d": 15.0,
+                "quantity_mean_7d": 3.5,
+                "quantity_mean_28d": 10 / 3,
+                "quantity_mean_90d": 3.0,
+                "quantity_max_7d": 5.0,
+                "quantity_max_90d": 5.0,
+                "days_since_first_activity": 122.0,  # 2023-12-01 00:00
+                "active_days_28d": 3.0,
+                "active_days_90d": 5.0,
+                "events_per_day_28d": 3 / 28,
+                "events_per_day_90d": 5 / 90,
+                "quantity_per_day_90d": 15 / 90,
+            },
+            "a2": {
+                "quantity_7d": 0.0,  # the event exactly 7 days before as_of is outside
+                "quantity_28d": 3.5,  # a NULL quantity is one unit
+                "quantity_mean_28d": 1.75,
+                "quantity_max_7d": None,
+                "quantity_max_28d": 2.5,
+                "days_since_first_activity": 10.0,
+                "active_days_28d": 2.0,
+                "events_per_day_28d": 2 / 11,  # 11 days of activity tenure
+            },
+            "a5": {  # its only event is a second after as_of
+                "quantity_90d": 0.0,
+                "quantity_mean_28d": None,
+                "quantity_max_90d": None,
+                "days_since_first_activity": None,
+                "active_days_90d": 0.0,
+                "events_per_day_28d": None,
+            },
+        },
+    )
+
+
+def test_per_event_type_golden(golden: pd.DataFrame) -> None:
+    _check(
+        golden,
+        {
+            "a1": {
+                "events_7d__login": 1.0,
+                "quantity_7d__login": 2.0,
+                "events_28d__login": 2.0,
+                "quantity_28d__login": 5.0,
+                "events_90d__login": 4.0,
+                "quantity_90d__login": 10.0,
+                "events_7d__export": 1.0,
+                "quantity_90d__export": 5.0,
+                "events_90d__sync": 0.0,
+            },
+            "a2": {
+                "events_7d__sync": 0.0,
+                "events_28d__sync": 1.0,
+                "quantity_28d__sync": 1.0,
+                "quantity_28d__login": 2.5,
+            },
+            "a5": {"events_90d__login": 0.0, "quantity_7d__export": 0.0},
+        },
+    )
+
+
+def test_event_types_are_chosen_at_the_earliest_as_of(duck: Warehouse) -> None:
+    available = stage(duck, golden_tables())
+    assert choose_event_types(duck, AS_OF, top_k=10) == ["login", "export", "sync"]
+    assert choose_event_types(duck, AS_OF, top_k=1) == ["login"]
+    assert choose_event_types(duck, AS_OF + SECOND, top_k=10) == [
+        "login", "report", "export", "sync"
+    ]  # fmt: skip
+    # a build over two dates takes the types of the earlier one, for both
+    frame = build_features(duck, [AS_OF, AS_OF + days(7)], available_tables=available)
+    assert "events_28d__report" not in frame.columns
+    none = build_features(duck, [AS_OF], available_tables=available, config=_config(top_k=0))
+    assert not [c for c in none.columns if "__" in c]
+
+
+def test_scoring_rebuilds_the_model_per_type_columns(duck: Warehouse) -> None:
+    """A model trained on some types gets exactly its columns back at a later date, even when
+    the most frequent types have changed since."""
+    available = stage(duck, golden_tables())
+    trained = build_features(duck, [AS_OF], available_tables=available)
+    model_features = [c for c in trained.columns if c.startswith(("events_", "quantity_"))]
+    later = AS_OF + days(7)
+    types = event_types_for_features(duck, model_features, as_of=later)
+    assert types == ["export", "login", "sync"]
+    scored = build_features(duck, [later], available_tables=available, event_types=types)
+    assert set(model_features) <= set(scored.columns)
+    assert "events_28d__report" not in scored.columns
+    with pytest.raises(ValueError, match="gives the per-type feature"):
+        event_types_for_features(duck, ["events_28d__unknown"], as_of=later)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "suffix"),
+    [
+        ("login", "login"),
+        ("win_opportunity", "win_opportunity"),
+        ("Win Opportunity", "win_opportunity_"),
+        ("win-opportunity", "win_opportunity_"),
+        ("2fa", "2fa_"),
+        ("!!!", "type_"),
+        ("a" * 40, "a" * 25 + "_"),
+    ],
+)
+def test_event_type_suffixes_are_safe_and_distinct(event_type: str, suffix: str) -> None:
+    got = event_type_suffix(event_type)
+    assert got.startswith(suffix) and len(got) <= 32
+    assert all(c.islower() or c.isdigit() or c == "_" for c in got)
+    if got != event_type:  # a changed name carries a hash of the type: distinct types differ
+        assert len(got) == len(suffix) + 6
+    assert event_type_suffix("Win Opportunity") != event_type_suffix("win-opportunity")
+    with pytest.raises(ValueError, match="repeated"):
+        event_type_features(["login", "login"])
+
+
+def _config(*, top_k: int = 10, rule: str = "contract") -> FeatureConfig:
+    return FeatureConfig(event_types={"top_k": top_k}, active=ActiveConfig(rule=rule))
+
+
 def test_support_golden(golden: pd.DataFrame) -> None:
     _check(
         golden,
@@ -373,9 +508,14 @@ def test_many_dates_in_one_pass_equal_one_date_at_a_time(
 ) -> None:
     available = stage(duck, golden_tables())
     dates = [AS_OF + days(n) for n in offsets]
-    together = build_features(duck, dates, available_tables=available)
+    types = ["login", "report", "export", "sync"]
+    together = build_features(duck, dates, available_tables=available, event_types=types)
     apart = pd.concat(
-        [build_features(duck, [d], available_tables=available) for d in sorted(dates)],
+        [
+            build_features(duck, [d], available_tables=available, event_types=types)
+            for d in sorted(dates)
+            if d > datetime(2023, 1, 1)  # no account is active before (an error on its own)
+        ],
         ignore_index=True,
     )
     pd.testing.assert_frame_equal(together, apart)
@@ -409,10 +549,22 @@ def test_requires_the_required_tables(duck: Warehouse) -> None:
         build_features(duck, [AS_OF], available_tables=["accounts", "contracts"])
 
 
-def test_no_active_account_gives_empty_frame_with_columns(duck: Warehouse) -> None:
+@pytest.mark.parametrize("rule", ["contract", "activity", "both"])
+def test_no_active_account_is_an_error_naming_the_date_and_rule(duck: Warehouse, rule: str) -> None:
     available = stage(duck, golden_tables())
-    frame = build_features(duck, [datetime(2020, 1, 6)], available_tables=available)
-    assert frame.empty and "events_28d" in frame.columns
+    with pytest.raises(NoActiveAccountsError, match=f"2020-01-06.*rule '{rule}'"):
+        build_features(
+            duck, [datetime(2020, 1, 6)], available_tables=available, config=_config(rule=rule)
+        )
+    two = [datetime(2020, 1, 6), datetime(2020, 1, 13)]
+    with pytest.raises(ValueError, match=r"the 2 observation dates 2020-01-06 \.\. 2020-01-13"):
+        build_features(duck, two, available_tables=available)
+
+
+def test_a_date_without_active_accounts_beside_others_gives_no_rows(duck: Warehouse) -> None:
+    available = stage(duck, golden_tables())
+    frame = build_features(duck, [datetime(2020, 1, 6), AS_OF], available_tables=available)
+    assert (frame["as_of"] == pd.Timestamp(AS_OF)).all() and len(frame) == 3
     assert np.isin(["account_id", "as_of"], frame.columns).all()
 
 
@@ -459,3 +611,93 @@ def test_day_masks_mark_each_window_on_the_days_it_counts() -> None:
     assert days_in("w90") == set(range(as_of_day - 89, as_of_day + 1))
     assert days_in("wp28") == set(range(as_of_day - 55, as_of_day - 27))
     assert MASK_BITS < 63  # words stay positive BIGINTs
+
+
+def _with_contracts(extra: list[tuple]) -> dict[str, pd.DataFrame]:
+    """The golden tables with more accounts and contracts (``end_date`` None: evergreen)."""
+    tables = golden_tables()
+    ids = sorted({row[0] for row in extra})
+    more = _accounts([(a, a, "smb", "x", 10, "csm_3", datetime(2023, 1, 1)) for a in ids])
+    tables["accounts"] = pd.concat([tables["accounts"], more], ignore_index=True)
+    tables["contracts"] = pd.concat([tables["contracts"], _contracts(extra)], ignore_index=True)
+    return tables
+
+
+def test_evergreen_contracts_are_in_force_without_a_renewal(duck: Warehouse) -> None:
+    tables = _with_contracts(
+        [
+            ("e1", "k20", "core", date(2023, 6, 1), None, 400, 2),  # evergreen
+            ("e2", "k21", "core", date(2023, 6, 1), None, 400, 2),  # evergreen + a dated add-on
+            ("e2", "k22", "addon", date(2024, 1, 1), date(2024, 7, 1), 100, 1),
+            ("e3", "k23", "core", date(2024, 5, 1), None, 400, 2),  # starts after as_of
+        ]
+    )
+    frame = build_features(duck, [AS_OF], available_tables=stage(duck, tables))
+    frame = frame.set_index("account_id")
+    assert "e3" not in frame.index
+    _check(
+        frame,
+        {
+            "e1": {
+                "arr": 400.0,
+                "days_to_next_renewal": None,
+                "contract_term_days": None,
+                "tenure_days": 305.0,
+                "arr_prev_365d": 0.0,
+            },
+            "e2": {
+                "arr": 500.0,
+                "days_to_next_renewal": 91.0,  # the add-on's end
+                "contract_term_days": 182.0,
+                "products_active": 2.0,
+            },
+        },
+    )
+    # a year later the evergreen contract is still in force; the add-on has ended
+    later = build_features(duck, [datetime(2025, 4, 7)], available_tables=stage(duck, tables))
+    later = later.set_index("account_id")
+    assert later.loc["e2", "arr"] == 400.0 and pd.isna(later.loc["e2", "days_to_next_renewal"])
+    assert later.loc["e2", "past_contractions"] == 1.0 and later.loc["e1", "arr_prev_365d"] == 400
+
+
+def test_active_rule_contract_activity_or_both(duck: Warehouse) -> None:
+    tables = _with_contracts(
+        [("z1", "k30", "usage", date(2024, 1, 1), None, 0, None)]  # usage-priced: ARR 0
+    )
+    # u1: no contract at all, an event 27.5 days before as_of; u2: an event exactly 28 days before
+    events = pd.DataFrame(
+        [
+            ("u1", "p1", AS_OF - days(27.5), "login", 3.0),
+            ("u2", "p2", AS_OF - days(28), "login", 1.0),
+        ],
+        columns=["account_id", "user_id", "event_time", "event_type", "quantity"],
+    )
+    tables["usage_events"] = pd.concat([tables["usage_events"], events], ignore_index=True)
+    t0 = datetime(2023, 1, 1)
+    more = _accounts([(a, a, "smb", "x", 3, "csm_3", t0) for a in ("u1", "u2")])
+    tables["accounts"] = pd.concat([tables["accounts"], more], ignore_index=True)
+    available = stage(duck, tables)
+
+    def rows(rule: str) -> pd.DataFrame:
+        config = _config(rule=rule)
+        frame = build_features(duck, [AS_OF], available_tables=available, config=config)
+        return frame.set_index("account_id")
+
+    contract, activity, both = rows("contract"), rows("activity"), rows("both")
+    assert sorted(contract.index) == ["a1", "a2", "a5", "z1"]  # z1: a contract at ARR 0
+    # a3's contract ended at as_of, its last event a day before; a5 and z1 have no event
+    assert sorted(activity.index) == ["a1", "a2", "a3", "u1"]
+    assert sorted(both.index) == ["a1", "a2", "a3", "a5", "u1", "z1"]
+    _check(
+        both,
+        {
+            "u1": {"arr": 0.0, "seats": None, "products_active": 0.0, "tenure_days": None,
+                   "days_to_next_renewal": None, "quantity_28d": 3.0, "events_28d": 1.0},
+            "z1": {"arr": 0.0, "products_active": 1.0, "days_to_next_renewal": None},
+            "a1": {"arr": 1500.0, "events_28d": 3.0},
+            "a3": {"arr": 0.0, "days_since_last_activity": 1.0, "tenure_days": 366.0},
+        },
+    )  # fmt: skip
+    short = FeatureConfig(active=ActiveConfig(rule="activity", activity_days=7))
+    frame = build_features(duck, [AS_OF], available_tables=available, config=short)
+    assert sorted(frame["account_id"]) == ["a1", "a3"]  # a2's last event: exactly 7 days before

@@ -57,3 +57,25 @@ def test_catalog_covers_the_issue_groups() -> None:
     by_group = {g: features_for_groups([g]) for g in GROUP_SOURCES}
     assert all(by_group.values())
     assert len(FEATURES) >= 50
+
+
+def test_per_type_specs_follow_the_catalog_rules() -> None:
+    from features.catalog import event_type_features
+
+    specs = event_type_features(["login", "Win Opportunity"])
+    assert len(specs) == 12 and not set(specs) & set(FEATURES)
+    for name, spec in specs.items():
+        assert spec.name == name and spec.unit in UNITS and spec.source in CONTRACT
+        measure, suffix = name.split("__")
+        assert spec.window_days == int(WINDOW.search(measure).group(1))
+        assert re.fullmatch(r"[a-z0-9_]{1,32}", suffix)
+    assert "events_28d__login" in specs
+
+
+def test_docs_define_every_target() -> None:
+    from models.config import TARGETS
+
+    text = render_markdown()
+    assert "## Labels and targets" in text and "next_renewal" in text
+    for target in TARGETS:
+        assert f"| `{target}`" in text

@@ -1,5 +1,6 @@
 """Golden labels on hand-written contracts: late renewals, churn just after the window, lead
-time, mid-term add-ons, contraction, inactivity and censoring."""
+time, mid-term add-ons, contraction, inactivity, evergreen and zero-ARR contracts, expansion
+at the next renewal and censoring."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from features.config import LabelConfig
+from features.config import ActiveConfig, LabelConfig
 from features.labels import build_labels, censoring_summary, movement_flags
 from features.warehouse import Warehouse
 from tests.features.test_build import _accounts, _contracts, stage
@@ -47,12 +48,12 @@ def staged(duck: Warehouse) -> Warehouse:
     ids = sorted({c[0] for c in CONTRACTS})
     accounts = _accounts([(a, a, "smb", "x", 10, "csm", datetime(2023, 1, 1)) for a in ids])
     usage = pd.DataFrame(
-        {
-            "account_id": ["grow", "grow"],
-            "user_id": ["u", "u"],
-            "event_time": [datetime(2024, 3, 1), datetime(2024, 3, 31, 0, 0, 1)],
-            "event_type": ["login", "login"],
-            "quantity": [1.0, 1.0],
+        {  # late's only event is exactly at as_of: a feature-side event, never a label's
+            "account_id": ["grow", "grow", "late"],
+            "user_id": ["u", "u", "v"],
+            "event_time": [datetime(2024, 3, 1), datetime(2024, 3, 31, 0, 0, 1), AS_OF],
+            "event_type": ["login", "login", "login"],
+            "quantity": [1.0, 1.0, 1.0],
         }
     )
     stage(duck, {"accounts": accounts, "contracts": _contracts(CONTRACTS), "usage_events": usage})
@@ -121,6 +122,9 @@ def test_inactivity(staged: Warehouse) -> None:
     assert labels.loc["late", "churned_inactive"]
     short = _labels(staged, CONFIG.model_copy(update={"inactivity_days": 30}))
     assert short.loc["grow", "churned_inactive"]
+    # longer than the window: the whole window (as_of, e], never the event at as_of itself
+    long = _labels(staged, CONFIG.model_copy(update={"inactivity_days": 400}))
+    assert not long.loc["grow", "churned_inactive"] and long.loc["late", "churned_inactive"]
 
 
 def test_censoring_at_window_end_plus_grace(staged: Warehouse) -> None:
@@ -128,10 +132,14 @@ def test_censoring_at_window_end_plus_grace(staged: Warehouse) -> None:
     labelled = _labels(staged, data_end=known_end)
     assert labelled["churned"].notna().all()
     censored = _labels(staged, data_end=known_end - pd.Timedelta(seconds=1))
-    assert censored[["churned", "expanded", "contracted", "churned_inactive"]].isna().all().all()
+    assert censored[["churned", "expanded", "contracted"]].isna().all().all()
     assert censored["churned_arr"].isna().all() and censored["arr_at_as_of"].notna().all()
     summary = censoring_summary(censored)
     assert summary["rows"] == 7 and summary["censored"] == 7 and summary["labelled"] == 0
+    # inactivity needs the usage up to the window end only (no grace)
+    assert censored["churned_inactive"].notna().all()
+    early = _labels(staged, data_end=datetime(2024, 3, 31) - pd.Timedelta(seconds=1))
+    assert early["churned_inactive"].isna().all()
 
 
 def test_censoring_summary_counts_positives(staged: Warehouse) -> None:
@@ -168,3 +176,107 @@ def test_movement_flags(
         config=CONFIG,
     )
     assert (bool(got[0][0]), bool(got[1][0])) == (expanded, contracted)
+
+
+# Next-renewal expansion, evergreen and zero-ARR contracts: window (2024-01-01, 2024-03-31]
+RENEWALS = [
+    ("up", "r1", "core", date(2023, 3, 1), date(2024, 3, 1), 1000, 5),
+    ("up", "r2", "core", date(2024, 3, 1), date(2025, 3, 1), 1300, 6),
+    ("flat", "r3", "core", date(2023, 3, 1), date(2024, 3, 1), 1000, 5),
+    ("flat", "r4", "core", date(2024, 3, 1), date(2025, 3, 1), 1050, 5),  # +5%: below 10%
+    ("down", "r5", "core", date(2023, 3, 1), date(2024, 3, 1), 1000, 5),
+    ("down", "r6", "core", date(2024, 3, 1), date(2025, 3, 1), 700, 3),
+    ("churn", "r7", "core", date(2023, 2, 1), date(2024, 2, 1), 1000, 5),  # never renewed
+    ("lateup", "r8", "core", date(2023, 2, 1), date(2024, 2, 1), 1000, 5),
+    ("lateup", "r9", "core", date(2024, 2, 20), date(2025, 2, 20), 1500, 8),  # 19 days late
+    # renewal after the window; a mid-term add-on inside it (a horizon expansion)
+    ("far", "r10", "core", date(2023, 9, 1), date(2024, 9, 1), 1000, 5),
+    ("far", "r11", "addon", date(2024, 2, 1), date(2024, 9, 1), 300, 1),
+    # evergreen, with an evergreen add-on inside the window: never renews, never lapses
+    ("ever", "r12", "core", date(2023, 1, 1), None, 1000, 5),
+    ("ever", "r13", "addon", date(2024, 2, 1), None, 300, 1),
+    # usage-priced at ARR 0, renewed 4 days late at ARR 0: active, not churn, no expansion
+    ("zero", "r14", "usage", date(2023, 2, 1), date(2024, 2, 1), 0, None),
+    ("zero", "r15", "usage", date(2024, 2, 5), None, 0, None),
+]
+
+
+@pytest.fixture
+def renewals(duck: Warehouse) -> Warehouse:
+    ids = sorted({c[0] for c in RENEWALS})
+    accounts = _accounts([(a, a, "smb", "x", 10, "csm", datetime(2023, 1, 1)) for a in ids])
+    usage = pd.DataFrame(
+        {"account_id": ["up"], "user_id": ["u"], "event_time": [AS_OF], "event_type": ["login"],
+         "quantity": [1.0]}
+    )  # fmt: skip
+    stage(duck, {"accounts": accounts, "contracts": _contracts(RENEWALS), "usage_events": usage})
+    return duck
+
+
+NEXT = CONFIG.model_copy(update={"expansion_definition": "next_renewal"})
+
+
+def test_next_renewal_expansion_golden(renewals: Warehouse) -> None:
+    labels = _labels(renewals, NEXT)
+    assert labels["expanded"].astype(bool).to_dict() == {
+        "churn": False,  # churned instead of renewing
+        "down": False,
+        "ever": False,  # no renewal
+        "far": False,  # the renewal comes after the window
+        "flat": False,
+        "lateup": True,  # renewed within grace at 1500
+        "up": True,
+        "zero": False,
+    }
+    assert labels.loc["up", "expansion_arr"] == 300.0
+    assert labels.loc["lateup", "expansion_arr"] == 500.0
+    assert labels.loc["far", "expansion_arr"] == 0.0
+    horizon = _labels(renewals)  # the ARR at the window end: the add-ons count
+    assert horizon.loc["far", "expanded"] and horizon.loc["ever", "expanded"]
+    assert horizon.loc["up", "expanded"] and not horizon.loc["flat", "expanded"]
+    # the other labels do not depend on the expansion definition
+    cols = ["churned", "contracted", "churned_inactive", "arr_at_horizon", "churned_arr"]
+    pd.testing.assert_frame_equal(labels[cols], horizon[cols])
+
+
+def test_evergreen_and_zero_arr_contracts_never_lapse(renewals: Warehouse) -> None:
+    labels = _labels(renewals)
+    assert labels["churned"].astype(bool).to_dict() == {
+        "churn": True,
+        "down": False,
+        "ever": False,
+        "far": False,
+        "flat": False,
+        "lateup": False,
+        "up": False,
+        "zero": False,
+    }
+    assert labels.loc["ever", "arr_at_horizon"] == 1300.0
+    assert labels.loc["zero", "arr_at_as_of"] == 0.0 and not labels.loc["zero", "expanded"]
+    assert labels.loc["down", "contracted"] and labels.loc["down", "contracted_arr"] == 300.0
+
+
+def test_next_renewal_censoring_follows_the_renewal(renewals: Warehouse) -> None:
+    # known once the renewal + grace has passed (2024-03-31 for the March renewals); without a
+    # renewal in the window only at the window end + grace, like churn
+    labels = _labels(renewals, NEXT, data_end=datetime(2024, 3, 31))
+    assert labels.loc["up", "expanded"] and not labels.loc["churn", "expanded"]
+    assert pd.isna(labels.loc["far", "expanded"]) and pd.isna(labels.loc["ever", "expanded"])
+    assert pd.isna(labels.loc["far", "expansion_arr"])
+    assert labels["churned"].isna().all()
+    before = _labels(renewals, NEXT, data_end=datetime(2024, 3, 31) - pd.Timedelta(seconds=1))
+    assert pd.isna(before.loc["up", "expanded"]) and not before.loc["churn", "expanded"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "rows"),
+    [
+        ("contract", ["churn", "down", "ever", "far", "flat", "lateup", "up", "zero"]),
+        ("activity", ["up"]),  # the only account with an event in the 28 days up to as_of
+    ],
+)
+def test_labels_use_the_active_rule(renewals: Warehouse, rule: str, rows: list[str]) -> None:
+    labels = build_labels(
+        renewals, [AS_OF], config=CONFIG, data_end=DATA_END, active=ActiveConfig(rule=rule)
+    )
+    assert sorted(labels["account_id"]) == rows

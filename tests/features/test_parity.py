@@ -1,5 +1,6 @@
 """The same feature and label SQL gives the same values on DuckDB and PostgreSQL (transpiled by
-sqlglot), on the same random warehouse, for every column."""
+sqlglot), on the same random warehouse (evergreen and zero-ARR contracts included), for every
+column: per-type and value features, every active rule, both expansion definitions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from features.build import build_features
 from features.catalog import FEATURES
-from features.config import LabelConfig
+from features.config import ActiveConfig, FeatureConfig, LabelConfig
 from features.labels import build_labels
 from features.warehouse import Warehouse
 from tests.features.test_build import stage
@@ -38,28 +39,36 @@ def assert_same(left: pd.DataFrame, right: pd.DataFrame) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize(("seed", "rule"), [(11, "contract"), (12, "contract"), (12, "both")])
 def test_duckdb_and_postgres_agree_on_every_feature(
-    duck: Warehouse, pg: Warehouse, seed: int
+    duck: Warehouse, pg: Warehouse, seed: int, rule: str
 ) -> None:
     tables = random_tables(seed, n_accounts=14)
+    config = FeatureConfig(active=ActiveConfig(rule=rule))
     frames = []
     for wh in (duck, pg):
         available = stage(wh, tables)
-        frames.append(build_features(wh, DATES, available_tables=available))
+        frames.append(build_features(wh, DATES, available_tables=available, config=config))
     assert len(frames[0]) > 10
     assert set(FEATURES) <= set(frames[0].columns)
+    assert [c for c in frames[0].columns if c.startswith("events_28d__")]
     # every feature takes a non-NULL value somewhere, so the comparison means something
     assert not [c for c in FEATURES if frames[0][c].isna().all()]
     assert_same(*frames)
 
 
 @pytest.mark.postgres
-def test_duckdb_and_postgres_agree_on_labels(duck: Warehouse, pg: Warehouse) -> None:
+@pytest.mark.parametrize("definition", ["horizon", "next_renewal"])
+def test_duckdb_and_postgres_agree_on_labels(
+    duck: Warehouse, pg: Warehouse, definition: str
+) -> None:
     tables = random_tables(13, n_accounts=14)
+    config = LABELS.model_copy(update={"expansion_definition": definition})
     frames = []
     for wh in (duck, pg):
         stage(wh, tables)
-        frames.append(build_labels(wh, DATES, config=LABELS, data_end=AS_OF + timedelta(days=90)))
+        end = AS_OF + timedelta(days=90)
+        frames.append(build_labels(wh, DATES, config=config, data_end=end))
     assert frames[0]["churned"].notna().any() and frames[0]["churned"].isna().any()
+    assert frames[0]["expanded"].notna().any()
     assert_same(*frames)

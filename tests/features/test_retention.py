@@ -253,3 +253,23 @@ def test_cohort_cells_wait_for_the_grace_period():
     shown = cohort_retention(book(), end=date(2025, 4, 1), grace_days=45)
     c = shown[shown["cohort"] == "2024Q1"]
     assert 12 not in set(c["months_since_start"]) and 9 in set(c["months_since_start"])
+
+
+def test_evergreen_contracts_never_lapse():
+    """end_date NULL: in force from its start on; it never churns and its ARR counts in every
+    later period (here E, evergreen from 2024-06-01, and an add-on dropped mid-quarter)."""
+    rows = pd.DataFrame(
+        [
+            ("E", "e1", "2024-06-01", None, 400.0, "smb"),
+            ("E", "e2", "2024-06-01", "2025-02-01", 100.0, "smb"),  # contraction, not churn
+        ],
+        columns=["account_id", "contract_id", "start_date", "end_date", "arr", "segment"],
+    )
+    contracts = pd.concat([book(), rows], ignore_index=True)
+    out = arr_movements(contracts, period="quarter", start=date(2025, 1, 1), end=date(2025, 4, 1))
+    row = out.iloc[0]
+    assert row["starting_arr"] == 680.0 + 500.0 and row["contraction"] == 80.0 + 100.0
+    assert row["churned_arr"] == 300.0 and row["logos_churned"] == 1  # C only
+    events = churn_events(contracts, start=date(2024, 1, 1), end=date(2026, 6, 1))
+    assert "E" not in set(events["account_id"])
+    assert prepare_contracts(contracts)["end_date"].isna().sum() == 1
