@@ -15,7 +15,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from features.config import WarehouseConfig
@@ -226,15 +226,26 @@ def validate_sources(
 
 
 def prepare_sources(
-    wh: Warehouse, config: WarehouseConfig, *, reference_time: dt.datetime
+    wh: Warehouse,
+    config: WarehouseConfig,
+    *,
+    reference_time: dt.datetime,
+    require_contract: bool = True,
 ) -> SourceReport:
     """Locate the contract tables, validate them, and (re)create the ``stg_<table>`` views.
 
     The views drop every excluded row, those dated after ``reference_time`` included. Absent
     optional tables get an empty staging view with the contract columns, so optional joins
     still run; ``SourceReport.skipped`` says which feature groups to skip.
+
+    ``require_contract`` (the contract rule of ``features.active``) excludes accounts without
+    any contract row. Under the activity rules it must be False: a contract signed after an
+    observation date would otherwise decide whether a usage-only account exists at that date.
     """
     locations = locate_sources(config)
+    if not require_contract and "accounts" in locations:
+        accounts = locations["accounts"]
+        locations["accounts"] = replace(accounts, spec=replace(accounts.spec, needs_contract=False))
     report = validate_sources(
         wh,
         locations,

@@ -513,6 +513,15 @@ def test_exclusions_are_counted_and_applied(duck) -> None:
     _assert_exclusions(duck)
 
 
+def test_activity_rule_keeps_accounts_without_a_contract(duck) -> None:
+    # Under features.active.rule activity/both, a usage-only account is a customer: whether it
+    # signs a contract later must not decide whether it exists at an earlier observation date.
+    load(duck, _messy_frames())
+    report = prepare_sources(duck, TOLERANT, reference_time=REF, require_contract=False)
+    assert "no_contract" not in report.exclusions.get("accounts", {})
+    assert duck.scalar("SELECT count(*) FROM stg_accounts WHERE account_id = 'a3'") == 1
+
+
 @pytest.mark.postgres
 def test_exclusions_are_counted_and_applied_on_postgres(pg) -> None:
     _assert_exclusions(pg)
