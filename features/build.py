@@ -355,6 +355,25 @@ def build_features(
     return _tidy(frame, ["name", *ALWAYS, *features_for_groups(groups), *per_type])
 
 
+def build_model_features(
+    wh: Warehouse,
+    as_of_dates: Sequence[datetime],
+    *,
+    feature_names: Collection[str],
+    available_tables: Collection[str],
+    config: FeatureConfig | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features` for scoring with models whose features are ``feature_names`` (the
+    union of their feature lists): the per-type columns are those of the models' event types
+    (:func:`event_types_for_features`, read up to the latest as_of), never a top-k chosen
+    anew on this week's data, so scoring builds exactly the columns the models were trained
+    on."""
+    types = event_types_for_features(wh, feature_names, as_of=max(as_of_dates))
+    return build_features(
+        wh, as_of_dates, available_tables=available_tables, config=config, event_types=types
+    )
+
+
 def _group_sql(name: str, event_types: Sequence[str]) -> str:
     """The SQL of one feature file; the per-type file written out for ``event_types``."""
     if name == "usage_types":

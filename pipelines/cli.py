@@ -290,7 +290,12 @@ def predict(
             bundle, ref = load_model_version(**where, version=model_version)
         last = wanted["as_of"].max().date()
         with open_warehouse(settings) as wh:
-            report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(last))
+            report = prepare_sources(
+                wh,
+                settings.warehouse,
+                reference_time=data_horizon(last),
+                require_contract=settings.features.active.rule == "contract",
+            )
             with console.status(f"scoring {len(wanted):,} rows with {ref}"):
                 scores = predict_rows(
                     wh,
@@ -298,6 +303,7 @@ def predict(
                     [(bundle, str(ref))],
                     available_tables=report.available,
                     allow_lookahead=allow_lookahead,
+                    config=settings.features,
                 )
     except (RowsFileError, LookaheadError, ContractError) as exc:
         console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)

@@ -1,7 +1,7 @@
 """Score given ``(account_id, as_of)`` rows with chosen model versions, for evaluation against
 labels someone else made or per-account observation dates.
 
-The rows go through the one feature path (``features.build.build_features``), built once for
+The rows go through the one feature path (``features.build.build_model_features``), built once for
 the set of distinct ``as_of`` dates in the rows, then joined to them. Every requested row comes
 back, in the order given, with a ``status``:
 
@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from features.build import KEYS, build_features
+from features.build import KEYS, build_model_features
+from features.config import FeatureConfig
 from features.sources import staging_view
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, ModelBundle
@@ -159,6 +160,7 @@ def predict_rows(
     *,
     available_tables: Collection[str],
     allow_lookahead: bool = False,
+    config: FeatureConfig | None = None,
 ) -> pd.DataFrame:
     """Probabilities of each bundle's target for every requested row, in the order given.
 
@@ -178,7 +180,13 @@ def predict_rows(
     for bundle, name in bundles:
         _check_lookahead(bundle, first, allow_lookahead, name=name)
     dates = sorted(wanted["as_of"].unique())
-    features = build_features(wh, list(pd.to_datetime(dates)), available_tables=available_tables)
+    features = build_model_features(
+        wh,
+        [d.to_pydatetime() for d in pd.to_datetime(dates)],
+        feature_names={name for bundle, _ in bundles for name in bundle.feature_names},
+        available_tables=available_tables,
+        config=config,
+    )
     out = _join(wanted, features, bundles)
     out["status"] = _status(out, features, _known_accounts(wh))
     return out

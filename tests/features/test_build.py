@@ -14,6 +14,7 @@ import pytest
 from features.build import (
     NoActiveAccountsError,
     build_features,
+    build_model_features,
     choose_event_types,
     event_types_for_features,
 )
@@ -393,6 +394,20 @@ def test_scoring_rebuilds_the_model_per_type_columns(duck: Warehouse) -> None:
     assert "events_28d__report" not in scored.columns
     with pytest.raises(ValueError, match="gives the per-type feature"):
         event_types_for_features(duck, ["events_28d__unknown"], as_of=later)
+
+
+def test_build_model_features_gives_the_model_columns_not_a_new_top_k(duck: Warehouse) -> None:
+    available = stage(duck, golden_tables())
+    trained = build_features(duck, [AS_OF], available_tables=available)
+    later = AS_OF + days(7)
+    scored = build_model_features(
+        duck, [later], feature_names=list(trained.columns), available_tables=available
+    )
+    assert sorted(scored.columns) == sorted(trained.columns)  # "report" is frequent now: not built
+    fresh = build_features(duck, [later], available_tables=available)
+    assert "events_28d__report" in fresh.columns
+    common = [c for c in scored.columns if c in fresh.columns]
+    pd.testing.assert_frame_equal(scored[common], fresh[common])
 
 
 @pytest.mark.parametrize(
