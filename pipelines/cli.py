@@ -238,7 +238,9 @@ def serve(
     config: ConfigOption = None,
     cron: Annotated[str, typer.Option(help="Cron schedule (UTC).")] = "0 6 * * 1",
 ) -> None:
-    """Serve ``weekly_score`` on a schedule; needs a running Prefect server (PREFECT_API_URL)."""
+    """Serve ``weekly_score`` on a schedule; needs a running Prefect server (PREFECT_API_URL).
+
+    Runs until stopped: Ctrl-C or SIGTERM stops it within a few seconds (exit 130)."""
     import os
 
     from pipelines.flows import weekly_score
@@ -249,11 +251,17 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api[/red]"
         )
         raise typer.Exit(2)
-    weekly_score.serve(
-        name="churnlens-weekly",
-        cron=cron,
-        parameters={"config": str(config) if config else None},
-    )
+    try:
+        weekly_score.serve(
+            name="churnlens-weekly",
+            cron=cron,
+            parameters={"config": str(config) if config else None},
+        )
+    except SystemExit as exc:  # Prefect's runner answers SIGTERM with exit(0)
+        if exc.code not in (0, None):
+            raise
+    # serve returns only when a signal stopped it (Prefect swallows the KeyboardInterrupt)
+    raise KeyboardInterrupt
 
 
 # --- demo -------------------------------------------------------------------------------------

@@ -11,46 +11,26 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from features.warehouse import Warehouse
 from pipelines.config import load_settings, open_warehouse
-from pipelines.demo_data import generate_demo, write_demo
-
-RUN_DATE = date(2026, 11, 16)
-PREVIOUS = RUN_DATE - timedelta(days=7)
-
-QUICK = {
-    "features": {"observation": {"frequency": "weekly", "history_days": 600}},
-    "model": {
-        "num_boost_round": 80,
-        "n_folds": 2,
-        "tuning": {"trials": 0},
-        "params": {"min_data_in_leaf": 40},
-    },
-}
+from tests.pipelines.conftest import PREVIOUS, RUN_DATE, TrainedWorld
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict:
-    from pipelines.flows import train, weekly_score
+def world(trained_world: TrainedWorld) -> dict:
+    from pipelines.flows import weekly_score
     from pipelines.runtime import drain_prefect_queues
 
-    root = tmp_path_factory.mktemp("flows")
-    config = root / "churnlens.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(root / "data"), **QUICK}))
-    settings = load_settings([config])
-    with open_warehouse(settings) as wh:
-        write_demo(wh, generate_demo(n_accounts=220, seed=11, end=RUN_DATE, years=2.5))
-    trained = train(PREVIOUS, str(config))
-    first = weekly_score(PREVIOUS, str(config))
-    second = weekly_score(RUN_DATE, str(config))
-    again = weekly_score(RUN_DATE, str(config))
+    config = str(trained_world.config)
+    first = weekly_score(PREVIOUS, config)
+    second = weekly_score(RUN_DATE, config)
+    again = weekly_score(RUN_DATE, config)
     drain_prefect_queues()
     return {
-        "config": config,
-        "settings": settings,
-        "trained": trained,
+        "config": trained_world.config,
+        "settings": load_settings([trained_world.config]),
+        "trained": trained_world.trained,
         "runs": [first, second, again],
     }
 
