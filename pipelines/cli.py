@@ -473,6 +473,9 @@ INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    from pipelines.runtime import request_stop
+
+    request_stop()
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -480,9 +483,9 @@ def main() -> None:
     """Console entry point: a known user error exits 1 with its message, anything else keeps
     its traceback (that is a bug to report). Ctrl-C and SIGTERM stop the command the same way
     (transactions roll back, nothing is retried): one line ``interrupted``, exit 130."""
+    # SIGINT too: a shell that starts a command in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    # Also when started in the background by a shell, which would leave SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         app()
     except KeyboardInterrupt:
@@ -493,10 +496,21 @@ def main() -> None:
             _interrupted()
         raise
     except Exception as exc:
+        if _was_interrupted(exc):
+            _interrupted()
         if not _user_error(exc):
             raise
         console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
+
+
+def _was_interrupted(exc: BaseException) -> bool:
+    """A failure caused by a stop request: DuckDB, for one, reports an interrupted query as a
+    plain ``RuntimeError`` and drops the KeyboardInterrupt."""
+    from pipelines.flows import is_interrupt
+    from pipelines.runtime import stop_requested
+
+    return stop_requested() or is_interrupt(exc)
 
 
 def _interrupted() -> None:

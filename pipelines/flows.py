@@ -36,6 +36,7 @@ from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
 from pipelines.dates import as_of_for, data_horizon, end_of
+from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
 from serving.lookahead import check_lookahead
 from serving.risk_list import write_risk_lists
@@ -67,6 +68,11 @@ def _interrupt_types() -> tuple[type[BaseException], ...]:
     )
 
 
+# DuckDB 2.0 turns any exception a signal handler raises during a query (KeyboardInterrupt,
+# Prefect's TerminationSignal) into this plain RuntimeError and drops the original.
+_DUCKDB_INTERRUPTED = "Query interrupted"
+
+
 def is_interrupt(exc: BaseException) -> bool:
     """Whether ``exc``, or an exception it was raised from, is an interrupt or a cancelled
     query (Ctrl-C, SIGTERM, ``pg_cancel_backend``, a statement timeout)."""
@@ -75,6 +81,8 @@ def is_interrupt(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, interrupts):
+            return True
+        if type(current) is RuntimeError and str(current) == _DUCKDB_INTERRUPTED:
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -87,7 +95,7 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
     except BaseException as exc:  # KeyboardInterrupt too: it must not look like an I/O error
-        if is_interrupt(exc):
+        if stop_requested() or is_interrupt(exc):
             return False
         permanent = (ContractError, ConfigError, FeatureMismatchError, LibraryVersionError)
         # LookupError: no model under that alias (RegistryError); ValueError: bad input or

@@ -19,11 +19,23 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Record that a person or the system asked this process to stop (Ctrl-C, SIGTERM)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called: nothing that fails afterwards is retried."""
+    return _STOP.is_set()
 
 
 def quiet_prefect_defaults() -> None:
