@@ -47,9 +47,13 @@ QUICK = {
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.logging.configuration import setup_logging
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    # Re-bind Prefect's console handlers to the session's stderr: an earlier test may have
+    # configured logging while a CliRunner or capsys stream (closed since) was sys.stderr.
+    setup_logging(incremental=False)
     with (
         prefect_test_harness(server_startup_timeout=SERVER_STARTUP_TIMEOUT),
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),

@@ -107,7 +107,8 @@ def test_serve_runs_the_weekly_job_with_and_without_parameters_and_stops_on_sigi
         serve.send_signal(signal.SIGINT)
         code = serve.wait(timeout=RUN_TIMEOUT)
     assert code == 130, log.read_text()[-2000:]
-    assert log.read_text().rstrip().endswith("interrupted")
+    # a line of its own; the last flow run's process may still log after it
+    assert "interrupted" in log.read_text().splitlines()
     for day in (dated, scheduled):
         assert _predictions(trained_world.config, day) > 50, day
 

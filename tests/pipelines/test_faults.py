@@ -121,13 +121,14 @@ def test_a_target_that_cannot_be_calibrated_is_skipped_and_the_others_go_on(
     trained_world: TrainedWorld, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     """The expansion model's calibration slice has one class: train registers churn, skips
-    expansion with the calibration message, and the CLI prints it. On a copy of the world's
+    expansion with the calibration message, and the CLI prints it; scoring then runs without
+    an expansion model. On a copy of the world's
     warehouse, with its own registry, so the session's champions stay as they are."""
     import shutil
 
     from models import train as train_module
     from pipelines import cli, flows
-    from pipelines.config import load_settings
+    from pipelines.config import load_settings, open_warehouse
 
     source = load_settings([trained_world.config]).duckdb_path
     (tmp_path / "data").mkdir()
@@ -156,6 +157,15 @@ def test_a_target_that_cannot_be_calibrated_is_skipped_and_the_others_go_on(
         cli._print_train(result)
     printed = captured.get()
     assert "expansion" in printed and "skipped: calibration slice has only one class" in printed
+    scored = flows.weekly_score(RUN_DATE, str(config))  # no expansion model: churn only
+    assert scored["accounts"] > 50
+    with open_warehouse(load_settings([config])) as wh:
+        expansion = wh.query(
+            "SELECT count(expansion_probability) AS n FROM churnlens.predictions "
+            "WHERE run_date = ?",
+            [RUN_DATE],
+        )
+    assert int(expansion["n"].iloc[0]) == 0
 
 
 # --- a dropped PostgreSQL connection --------------------------------------------------------
