@@ -3,6 +3,7 @@ same Prefect flows) as the scheduled job; run ``churnlens COMMAND --help`` for d
 
 from __future__ import annotations
 
+import signal
 import time as _time
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,14 @@ ConfigOption = Annotated[
 RunDate = Annotated[
     str | None,
     typer.Option("--run-date", help="Run date YYYY-MM-DD (default: today, UTC)."),
+]
+AllowLookahead = Annotated[
+    bool,
+    typer.Option(
+        "--allow-lookahead",
+        help="Score with a champion trained on data after the run date (its scores then see "
+        "the future); refused by default.",
+    ),
 ]
 
 
@@ -176,18 +185,21 @@ def train(config: ConfigOption = None, run_date: RunDate = None) -> None:
 
 def _print_train(result: dict) -> None:
     rows = [(target, text) for target, text in result["registered"].items()]
+    rows += [(target, f"skipped: {why}") for target, why in result.get("skipped", {}).items()]
     console.print(_outputs_table(f"Models trained for {result['run_date']}", rows))
 
 
 @app.command()
-def score(config: ConfigOption = None, run_date: RunDate = None) -> None:
+def score(
+    config: ConfigOption = None, run_date: RunDate = None, allow_lookahead: AllowLookahead = False
+) -> None:
     """The weekly job: score active accounts, explain, write back, write risk lists."""
     from pipelines.flows import weekly_score
     from pipelines.runtime import prefect_session
 
     day = _date(run_date)
     with prefect_session():
-        result = weekly_score(day, str(config) if config else None)
+        result = weekly_score(day, str(config) if config else None, allow_lookahead)
     _print_score(result)
 
 
@@ -207,6 +219,7 @@ def backfill(
     end: Annotated[str, typer.Option(help="Last run date, YYYY-MM-DD.")],
     config: ConfigOption = None,
     every_days: Annotated[int, typer.Option(help="Days between run dates.")] = 7,
+    allow_lookahead: AllowLookahead = False,
 ) -> None:
     """Score a range of past run dates (each replaces its own rows)."""
     from pipelines.flows import backfill as backfill_flow
@@ -214,7 +227,7 @@ def backfill(
 
     with prefect_session():
         results = backfill_flow(
-            _date(start), _date(end), str(config) if config else None, every_days
+            _date(start), _date(end), str(config) if config else None, every_days, allow_lookahead
         )
     for result in results:
         _print_score(result)
@@ -225,7 +238,9 @@ def serve(
     config: ConfigOption = None,
     cron: Annotated[str, typer.Option(help="Cron schedule (UTC).")] = "0 6 * * 1",
 ) -> None:
-    """Serve ``weekly_score`` on a schedule; needs a running Prefect server (PREFECT_API_URL)."""
+    """Serve ``weekly_score`` on a schedule; needs a running Prefect server (PREFECT_API_URL).
+
+    Runs until stopped: Ctrl-C or SIGTERM stops it within a few seconds (exit 130)."""
     import os
 
     from pipelines.flows import weekly_score
@@ -236,11 +251,17 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api[/red]"
         )
         raise typer.Exit(2)
-    weekly_score.serve(
-        name="churnlens-weekly",
-        cron=cron,
-        parameters={"config": str(config) if config else None},
-    )
+    try:
+        weekly_score.serve(
+            name="churnlens-weekly",
+            cron=cron,
+            parameters={"config": str(config) if config else None},
+        )
+    except SystemExit as exc:  # Prefect's runner answers SIGTERM with exit(0)
+        if exc.code not in (0, None):
+            raise
+    # serve returns only when a signal stopped it (Prefect swallows the KeyboardInterrupt)
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -334,8 +355,8 @@ def demo(
 
     With --history (the default) the demo first lives through last year: it trains a model as
     of a year ago and scores the following months with it, so that by today those scores have
-    matured outcomes. Then it retrains today (the promotion gate decides whether the new
-    version becomes champion) and scores last week and this week.
+    matured outcomes, and scores last week with that year's champion. Then it retrains today
+    (the promotion gate decides whether the new version becomes champion) and scores this week.
     """
     from datetime import timedelta
 
@@ -360,9 +381,11 @@ def demo(
                 console.print(
                     f"scored {result['run_date']}: {result['accounts']:,} accounts", style="dim"
                 )
+            # Last week's job ran with last week's champion: a model trained today has seen
+            # data after last week (the look-ahead guard would refuse it).
+            weekly_score(run_date - timedelta(days=7), cfg)
         console.rule(f"This week: train as of {run_date}, score {run_date}")
         _print_train(train_flow(run_date, cfg))
-        weekly_score(run_date - timedelta(days=7), cfg)
         result = weekly_score(run_date, cfg)
     _print_score(result)
     report_path = _report(settings, run_date)
@@ -500,9 +523,13 @@ def _user_error(exc: BaseException) -> bool:
     from models.backtest import SplitError
     from models.bundle import FeatureMismatchError, LibraryVersionError
     from models.registry import RegistryError
+    from pipelines.flows import NothingTrainedError
+    from serving.lookahead import LookaheadError
 
     known = (
         ConfigError,
+        LookaheadError,
+        NothingTrainedError,
         ContractError,
         WarehouseError,
         SplitError,
@@ -513,13 +540,50 @@ def _user_error(exc: BaseException) -> bool:
     return isinstance(exc, known)
 
 
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    from pipelines.runtime import request_stop
+
+    request_stop()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
     """Console entry point: a known user error exits 1 with its message, anything else keeps
-    its traceback (that is a bug to report)."""
+    its traceback (that is a bug to report). Ctrl-C and SIGTERM stop the command the same way
+    (transactions roll back, nothing is retried): one line ``interrupted``, exit 130."""
+    # SIGINT too: a shell that starts a command in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         app()
+    except KeyboardInterrupt:
+        _interrupted()
+    except SystemExit as exc:
+        # Typer turns a KeyboardInterrupt raised inside a command into exit code 130.
+        if exc.code == INTERRUPTED:
+            _interrupted()
+        raise
     except Exception as exc:
+        if _was_interrupted(exc):
+            _interrupted()
         if not _user_error(exc):
             raise
         console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
+
+
+def _was_interrupted(exc: BaseException) -> bool:
+    """A failure caused by a stop request: DuckDB, for one, reports an interrupted query as a
+    plain ``RuntimeError`` and drops the KeyboardInterrupt."""
+    from pipelines.flows import is_interrupt
+    from pipelines.runtime import stop_requested
+
+    return stop_requested() or is_interrupt(exc)
+
+
+def _interrupted() -> None:
+    console.print("interrupted", style="red", highlight=False)
+    raise SystemExit(INTERRUPTED) from None

@@ -2,14 +2,21 @@
 
 A flow body is a short sequence of task calls; each task is a thin wrapper over one library
 function of ``features/``, ``models/`` or ``serving/``, the same functions the CLI calls. Tasks
-that touch the warehouse or MLflow retry; tasks that receive a live connection never cache
-(``NO_CACHE``), because a connection has no stable hash. Flow parameters are plain values (a
-config path, dates) so a deployment can pass them.
+that touch the warehouse or MLflow retry, and each opens its own warehouse connection from a
+factory, so a retry after a dropped connection reconnects instead of reusing a dead one.
+Tasks never cache (``NO_CACHE``): their inputs are frames and settings, not stable keys.
+Flow parameters are plain values (a config path, dates) so a deployment can pass them.
+
+No ``from __future__ import annotations`` here: a served or deployed flow is loaded in another
+process, and Prefect validates its parameters from the signature, which must then hold real
+types, not strings naming them.
 """
 
-from __future__ import annotations
-
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +30,77 @@ from features.labels import build_labels, censoring_summary
 from features.validation import ContractError, SourceReport, prepare_sources
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
-from models.dataset import training_frame
+from models.dataset import target_spec, training_frame
 from models.monitoring import ALERTING, feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
-from models.train import train_model
+from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
 from pipelines.dates import as_of_for, data_horizon, end_of
+from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
+from serving.lookahead import check_lookahead
 from serving.risk_list import write_risk_lists
 from serving.score import score_accounts
 from serving.writeback import read_previous, write_scores
 
+WarehouseFactory = Callable[[], Warehouse]
+"""Opens a fresh warehouse connection; each task that needs one calls it and closes it."""
+
+
+def warehouse_factory(settings: Settings) -> WarehouseFactory:
+    return partial(open_warehouse, settings)
+
+
+def _interrupt_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a person or the system stopped the work: never worth a retry."""
+    import duckdb
+    import psycopg
+    from prefect.exceptions import CancelledRun, ExternalSignal
+
+    return (
+        KeyboardInterrupt,
+        SystemExit,
+        asyncio.CancelledError,
+        CancelledRun,
+        ExternalSignal,
+        psycopg.errors.QueryCanceled,
+        duckdb.InterruptException,
+    )
+
+
+# DuckDB 2.0 turns any exception a signal handler raises during a query (KeyboardInterrupt,
+# Prefect's TerminationSignal) into this plain RuntimeError and drops the original.
+_DUCKDB_INTERRUPTED = "Query interrupted"
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is an interrupt or a cancelled
+    query (Ctrl-C, SIGTERM, ``pg_cancel_backend``, a statement timeout)."""
+    interrupts = _interrupt_types()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, interrupts):
+            return True
+        if type(current) is RuntimeError and str(current) == _DUCKDB_INTERRUPTED:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
 
 def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O failures, never a broken contract or configuration: those need a person."""
+    """Retry I/O failures, never an interrupted or cancelled query, a broken contract or a
+    configuration: those need a person."""
     try:
         state.result()
-    except (ContractError, ConfigError, FeatureMismatchError, LibraryVersionError, LookupError):
-        return False  # LookupError: no model under that alias (RegistryError)
-    except ValueError:
-        return False
-    except Exception:
-        return True
+    except BaseException as exc:  # KeyboardInterrupt too: it must not look like an I/O error
+        if stop_requested() or is_interrupt(exc):
+            return False
+        permanent = (ContractError, ConfigError, FeatureMismatchError, LibraryVersionError)
+        # LookupError: no model under that alias (RegistryError); ValueError: bad input or
+        # configuration (LookaheadError, SplitError, ...).
+        return not isinstance(exc, (*permanent, LookupError, ValueError))
     return True
 
 
@@ -55,38 +111,85 @@ def _settings(config: str | None) -> Settings:
     return load_settings([Path(config)] if config else None)
 
 
+@dataclass(frozen=True)
+class SkippedTarget:
+    """A target the train flow could not train or calibrate, and why."""
+
+    target: str
+    reason: str
+
+
+def untrainable_reason(dataset: pd.DataFrame, target: str) -> str | None:
+    """Why ``dataset`` (a :func:`models.dataset.training_frame`) cannot train ``target``, or
+    None: no rows with a matured label, or a label with a single class."""
+    label = target_spec(target).label
+    if dataset.empty:
+        return f"no rows with a matured {label!r} label"
+    counts = dataset[label].astype(int).value_counts()
+    if len(counts) < 2:
+        only = int(counts.index[0])
+        kind = "positive" if only == 0 else "negative"
+        return f"no {kind} {label!r} labels in {len(dataset):,} rows (every label is {only})"
+    return None
+
+
 # --- tasks -----------------------------------------------------------------------------------
 
 
-@task(name="validate-and-stage-sources", cache_policy=NO_CACHE, **_IO_RETRIES)
-def stage_sources(wh: Warehouse, settings: Settings, reference_time: datetime) -> SourceReport:
-    report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
+def _log_report(report: SourceReport) -> None:
     logger = get_run_logger()
     for line in report.lines():
         logger.info(line)
-    return report
 
 
-@task(name="build-features", cache_policy=NO_CACHE)
-def features_at(wh: Warehouse, as_of_dates: list[datetime], report: SourceReport) -> pd.DataFrame:
-    frame = build_features(wh, as_of_dates, available_tables=report.available)
-    get_run_logger().info(
+@task(name="validate-and-build-features", cache_policy=NO_CACHE, **_IO_RETRIES)
+def features_at(
+    connect: WarehouseFactory,
+    settings: Settings,
+    reference_time: datetime,
+    date_sets: list[list[datetime]],
+) -> tuple[SourceReport, list[pd.DataFrame]]:
+    """Validate and stage the sources, then build one feature frame per list of dates."""
+    with connect() as wh:
+        report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
+        _log_report(report)
+        frames = [
+            build_features(wh, dates, available_tables=report.available) for dates in date_sets
+        ]
+    for dates, frame in zip(date_sets, frames, strict=True):
+        get_run_logger().info(
+            "built %d feature rows x %d columns for %d observation date(s)",
+            len(frame),
+            frame.shape[1],
+            len(dates),
+        )
+    return report, frames
+
+
+@task(name="validate-and-build-training-data", cache_policy=NO_CACHE, **_IO_RETRIES)
+def training_data(
+    connect: WarehouseFactory,
+    settings: Settings,
+    reference_time: datetime,
+    grid: list[datetime],
+    data_end: datetime,
+) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame]:
+    """Validate and stage the sources, then build features and labels on the grid."""
+    with connect() as wh:
+        report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
+        _log_report(report)
+        features = build_features(wh, grid, available_tables=report.available)
+        labels = build_labels(wh, grid, config=settings.features.labels, data_end=data_end)
+    logger = get_run_logger()
+    logger.info(
         "built %d feature rows x %d columns for %d observation date(s)",
-        len(frame),
-        frame.shape[1],
-        len(as_of_dates),
+        len(features),
+        features.shape[1],
+        len(grid),
     )
-    return frame
-
-
-@task(name="build-labels", cache_policy=NO_CACHE)
-def labels_at(
-    wh: Warehouse, as_of_dates: list[datetime], settings: Settings, data_end: datetime
-) -> pd.DataFrame:
-    labels = build_labels(wh, as_of_dates, config=settings.features.labels, data_end=data_end)
     summary = censoring_summary(labels)
-    get_run_logger().info("labels: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
-    return labels
+    logger.info("labels: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return report, features, labels
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -96,31 +199,41 @@ def fit(
     settings: Settings,
     health_available: bool,
     previous: ModelBundle | None,
-) -> Any:
+) -> TrainResult | SkippedTarget:
+    """Train one target; a target the data cannot train or calibrate is skipped with the
+    reason (the others go on)."""
     model = settings.model
     logger = get_run_logger()
-    logger.info(
-        "training %s on %d rows (%d as_of dates): up to %d tuning trials / %.0f s, "
-        "then %d backtest folds and the final fit",
-        target,
-        len(dataset),
-        dataset["as_of"].nunique(),
-        model.tuning.trials,
-        model.tuning.timeout_seconds,
-        model.n_folds,
-    )
-    result = train_model(
-        dataset,
-        target=target,
-        config=model,
-        gap_days=settings.features.labels.maturity_days,
-        health_available=health_available,
-        previous=previous,
-        output_dir=settings.data_dir / "evaluation" / target,
-    )
-    for line in _training_summary(result):
-        logger.info("%s", line)
-    return result
+    reason = untrainable_reason(dataset, target)
+    if reason is None:
+        logger.info(
+            "training %s on %d rows (%d as_of dates): up to %d tuning trials / %.0f s, "
+            "then %d backtest folds and the final fit",
+            target,
+            len(dataset),
+            dataset["as_of"].nunique(),
+            model.tuning.trials,
+            model.tuning.timeout_seconds,
+            model.n_folds,
+        )
+        try:
+            result = train_model(
+                dataset,
+                target=target,
+                config=model,
+                gap_days=settings.features.labels.maturity_days,
+                health_available=health_available,
+                previous=previous,
+                output_dir=settings.data_dir / "evaluation" / target,
+            )
+        except ValueError as exc:  # calibration slice with one class, folds without rows, ...
+            reason = str(exc)
+        else:
+            for line in _training_summary(result):
+                logger.info("%s", line)
+            return result
+    logger.warning("%s skipped: %s", target, reason)
+    return SkippedTarget(target, reason)
 
 
 def _training_summary(result: Any) -> list[str]:
@@ -218,15 +331,30 @@ def monitor(
 
 
 @task(name="write-back", cache_policy=NO_CACHE, **_IO_RETRIES)
-def write_back(wh: Warehouse, scored: Any, settings: Settings, run_meta: dict) -> dict[str, int]:
-    counts = write_scores(wh, scored, schema=settings.warehouse.output_schema, run_meta=run_meta)
+def write_back(
+    connect: WarehouseFactory, scored: Any, settings: Settings, run_meta: dict
+) -> dict[str, int]:
+    with connect() as wh:
+        counts = write_scores(
+            wh,
+            scored,
+            schema=settings.warehouse.output_schema,
+            run_meta=run_meta,
+            tables=settings.serving.tables,
+        )
     get_run_logger().info("wrote %s", ", ".join(f"{n} rows to {t}" for t, n in counts.items()))
     return counts
 
 
-@task(name="risk-lists", cache_policy=NO_CACHE)
-def risk_lists(wh: Warehouse, scored: Any, run_date: date, settings: Settings) -> Any:
-    previous = read_previous(wh, schema=settings.warehouse.output_schema, before=run_date)
+@task(name="risk-lists", cache_policy=NO_CACHE, **_IO_RETRIES)
+def risk_lists(connect: WarehouseFactory, scored: Any, run_date: date, settings: Settings) -> Any:
+    with connect() as wh:
+        previous = read_previous(
+            wh,
+            schema=settings.warehouse.output_schema,
+            before=run_date,
+            tables=settings.serving.tables,
+        )
     changes = week_over_week(scored.predictions, previous, config=settings.serving)
     out_dir = settings.risk_list_dir / run_date.isoformat()
     return write_risk_lists(scored, changes, out_dir=out_dir, run_date=run_date)
@@ -237,8 +365,11 @@ def risk_lists(wh: Warehouse, scored: Any, run_date: date, settings: Settings) -
 
 @flow(name="train", log_prints=True)
 def train(run_date: date, config: str | None = None) -> dict[str, Any]:
-    """Build the observation grid up to ``run_date``, train churn and expansion models on it,
-    log them to MLflow and register them (``challenger``; ``champion`` when the gate passes)."""
+    """Build the observation grid up to ``run_date``, train each configured target on it, log
+    the models to MLflow and register them (``challenger``; ``champion`` when the gate passes).
+
+    A target the data cannot train or calibrate is skipped and listed with its reason under
+    ``skipped``; the run fails only when no target could be trained."""
     settings = _settings(config)
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     obs = settings.features.observation
@@ -248,19 +379,22 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
         frequency=obs.frequency,
         weekday=obs.weekday,
     )
-    wh = open_warehouse(settings)
-    try:
-        report = stage_sources(wh, settings, data_horizon(run_date))
-        features = features_at(wh, grid, report)
-        labels = labels_at(wh, grid, settings, end_of(run_date))
-    finally:
-        wh.close()
+    connect = warehouse_factory(settings)
+    report, features, labels = training_data(
+        connect, settings, data_horizon(run_date), grid, end_of(run_date)
+    )
     health = "health_scores" in report.available
-    registered = {}
+    registered: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     for target in settings.model.targets:
         previous = _champion_or_none(settings, target)
         dataset = training_frame(features, labels, target=target)
         result = fit(dataset, target, settings, health, previous[0] if previous else None)
+        if isinstance(result, SkippedTarget):
+            skipped[target] = result.reason
+            continue
+        # What the look-ahead guard compares run dates with: the model saw data up to here.
+        result.bundle.params["data_end"] = run_date.isoformat()
         info = {
             "run_date": run_date.isoformat(),
             "as_of_first": min(grid).isoformat(),
@@ -269,10 +403,21 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
             "sources": report.available,
         }
         registered[target] = register(result, settings, f"{target}-{run_date}", info)
+    if not registered:
+        raise NothingTrainedError(run_date, skipped)
     return {
         "run_date": run_date.isoformat(),
         "registered": {k: v.summary() for k, v in registered.items()},
+        "skipped": skipped,
     }
+
+
+class NothingTrainedError(ValueError):
+    """Every configured target was skipped; the message gives each reason."""
+
+    def __init__(self, run_date: date, skipped: dict[str, str]) -> None:
+        reasons = "; ".join(f"{target}: {reason}" for target, reason in skipped.items())
+        super().__init__(f"no model trained for run date {run_date.isoformat()}: {reasons}")
 
 
 def _champion_or_none(settings: Settings, target: str) -> tuple[ModelBundle, Any] | None:
@@ -285,28 +430,30 @@ def _champion_or_none(settings: Settings, target: str) -> tuple[ModelBundle, Any
 
 
 @flow(name="weekly-score", log_prints=True)
-def weekly_score(run_date: date | None = None, config: str | None = None) -> dict[str, Any]:
+def weekly_score(
+    run_date: date | None = None, config: str | None = None, allow_lookahead: bool = False
+) -> dict[str, Any]:
     """Score every account active at ``run_date`` with the champion models, explain each score,
     write predictions back in one transaction (replacing that run date) and write risk lists.
 
-    A scheduled run passes no date and scores the day it runs (UTC)."""
+    A scheduled run passes no date and scores the day it runs (UTC). A champion trained on data
+    after ``run_date`` is refused (look-ahead) unless ``allow_lookahead``."""
     run_date = run_date or datetime.now(UTC).date()
     settings = _settings(config)
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     churn = load_model(settings, "churn", "champion")
     expansion = load_model(settings, "expansion", "champion")
-    wh = open_warehouse(settings)
-    try:
-        report = stage_sources(wh, settings, data_horizon(run_date))
-        features = features_at(wh, [as_of_for(run_date)], report)
-        scored = score(features, churn, expansion, run_date, settings)
-        reference = features_at(wh, [churn[0].train_window[1]], report)
-        drift = monitor(reference, features, churn[0], settings, run_date)
-        meta = {"sources": report.available, "skipped": report.skipped}
-        counts = write_back(wh, scored, settings, meta)
-        paths = risk_lists(wh, scored, run_date, settings)
-    finally:
-        wh.close()
+    for loaded in (churn, expansion):
+        if loaded is not None:
+            check_lookahead(loaded[0], run_date, allow=allow_lookahead)
+    connect = warehouse_factory(settings)
+    dates = [[as_of_for(run_date)], [churn[0].train_window[1]]]
+    report, (features, reference) = features_at(connect, settings, data_horizon(run_date), dates)
+    scored = score(features, churn, expansion, run_date, settings)
+    drift = monitor(reference, features, churn[0], settings, run_date)
+    meta = {"sources": report.available, "skipped": report.skipped}
+    counts = write_back(connect, scored, settings, meta)
+    paths = risk_lists(connect, scored, run_date, settings)
     return {
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),
@@ -317,11 +464,18 @@ def weekly_score(run_date: date | None = None, config: str | None = None) -> dic
 
 
 @flow(name="backfill", log_prints=True)
-def backfill(start: date, end: date, config: str | None = None, every_days: int = 7) -> list[dict]:
-    """Score a range of past run dates (oldest first), e.g. to backtest or seed the forecast."""
+def backfill(
+    start: date,
+    end: date,
+    config: str | None = None,
+    every_days: int = 7,
+    allow_lookahead: bool = False,
+) -> list[dict]:
+    """Score a range of past run dates (oldest first), e.g. to backtest or seed the forecast.
+    The oldest date is scored first, so a look-ahead refusal comes before anything is written."""
     results = []
     day = start
     while day <= end:
-        results.append(weekly_score(day, config))
+        results.append(weekly_score(day, config, allow_lookahead))
         day += timedelta(days=every_days)
     return results

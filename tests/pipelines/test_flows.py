@@ -1,7 +1,8 @@
 """The Prefect flows end to end on a small demo warehouse, against the session test server.
 
-One module-scoped world: generate demo data, run ``train``, then ``weekly_score`` for two weeks
-and the second week again. Each test reads what those runs left behind.
+One module-scoped world: generate demo data, run ``train`` as of the first week, then
+``weekly_score`` for two weeks and the second week again. Each test reads what those runs left
+behind.
 """
 
 from __future__ import annotations
@@ -10,50 +11,70 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from features.warehouse import Warehouse
 from pipelines.config import load_settings, open_warehouse
-from pipelines.demo_data import generate_demo, write_demo
-
-RUN_DATE = date(2026, 11, 16)
-PREVIOUS = RUN_DATE - timedelta(days=7)
-
-QUICK = {
-    "features": {"observation": {"frequency": "weekly", "history_days": 600}},
-    "model": {
-        "num_boost_round": 80,
-        "n_folds": 2,
-        "tuning": {"trials": 0},
-        "params": {"min_data_in_leaf": 40},
-        # 220 accounts: the booster need not beat the baselines to test the flow
-        "promotion": {"require_beats_baselines": False},
-    },
-}
+from tests.pipelines.conftest import PREVIOUS, RUN_DATE, TrainedWorld
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict:
-    from pipelines.flows import train, weekly_score
+def world(trained_world: TrainedWorld) -> dict:
+    from pipelines.flows import weekly_score
     from pipelines.runtime import drain_prefect_queues
 
-    root = tmp_path_factory.mktemp("flows")
-    config = root / "churnlens.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(root / "data"), **QUICK}))
-    settings = load_settings([config])
-    with open_warehouse(settings, create=True) as wh:
-        write_demo(wh, generate_demo(n_accounts=220, seed=11, end=RUN_DATE, years=2.5))
-    trained = train(RUN_DATE, str(config))
-    first = weekly_score(PREVIOUS, str(config))
-    second = weekly_score(RUN_DATE, str(config))
-    again = weekly_score(RUN_DATE, str(config))
+    config = str(trained_world.config)
+    first = weekly_score(PREVIOUS, config)
+    second = weekly_score(RUN_DATE, config)
+    again = weekly_score(RUN_DATE, config)
     drain_prefect_queues()
     return {
-        "config": config,
-        "settings": settings,
-        "trained": trained,
+        "config": trained_world.config,
+        "settings": load_settings([trained_world.config]),
+        "trained": trained_world.trained,
         "runs": [first, second, again],
     }
+
+
+def test_train_records_the_end_of_its_data_for_the_look_ahead_guard(world: dict) -> None:
+    from models.registry import load_bundle
+    from serving.lookahead import data_end
+
+    settings = world["settings"]
+    bundle, _ = load_bundle(
+        tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
+    )
+    assert bundle.params["data_end"] == PREVIOUS.isoformat()
+    assert data_end(bundle) == PREVIOUS
+
+
+def test_weekly_score_refuses_a_date_before_the_champion_saw_its_data(world: dict) -> None:
+    from pipelines.flows import weekly_score
+    from serving.lookahead import LookaheadError
+
+    earlier = PREVIOUS - timedelta(days=7)
+    with pytest.raises(LookaheadError) as refused:
+        weekly_score(earlier, str(world["config"]))
+    message = str(refused.value)
+    assert PREVIOUS.isoformat() in message and earlier.isoformat() in message
+    assert "--allow-lookahead" in message
+    with open_warehouse(world["settings"]) as wh:
+        assert _count(wh, "predictions", earlier) == 0
+
+
+def test_cli_score_names_both_dates_of_a_look_ahead_and_exits_1(
+    world: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from pipelines.cli import main
+
+    earlier = (PREVIOUS - timedelta(days=1)).isoformat()
+    argv = ["churnlens", "score", "--config", str(world["config"]), "--run-date", earlier]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1, out
+    assert "LookaheadError" in out and earlier in out and PREVIOUS.isoformat() in out
+    assert "Traceback" not in out
 
 
 def _count(wh: Warehouse, table: str, run_date: date) -> int:
@@ -66,6 +87,7 @@ def test_train_registers_both_targets_and_makes_the_first_version_champion(world
     assert set(registered) == {"churn", "expansion"}
     for target, line in registered.items():
         assert line.startswith(f"churnlens-{target} v1 -> champion"), line
+    assert world["trained"]["skipped"] == {}
 
 
 def test_weekly_score_writes_every_active_account_once_and_a_rerun_replaces_it(
