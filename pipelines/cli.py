@@ -291,8 +291,8 @@ def predict(
     from features.validation import ContractError, prepare_sources
     from models.registry import load_bundle
     from pipelines.dates import data_horizon
+    from serving.lookahead import LookaheadError
     from serving.predict import (
-        LookaheadError,
         RowsFileError,
         load_model_version,
         predict_rows,

@@ -21,7 +21,6 @@ in the score): :func:`predict_rows` refuses that with :class:`LookaheadError` un
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -42,13 +41,10 @@ from models.registry import (
     RegistryError,
     configure_tracking,
 )
+from serving.lookahead import check_lookahead
 
 STATUSES = ("scored", "not_active", "unknown_account")
 ROW_COLUMNS = ("account_id", "as_of")
-
-
-class LookaheadError(ValueError):
-    """A model was asked to score a moment before the end of the data it was trained on."""
 
 
 class RowsFileError(ValueError):
@@ -121,35 +117,6 @@ def _as_of(values: pd.Series, source: str) -> pd.Series:
 # --- look-ahead -----------------------------------------------------------------------------
 
 
-def data_end(bundle: ModelBundle) -> pd.Timestamp:
-    """The day the data a bundle was trained on ended: ``params["data_end"]`` when the training
-    run recorded it; else the last training ``as_of`` plus the label gap (``gap_days``: its
-    labels looked that far ahead); else the last training ``as_of``."""
-    recorded = bundle.params.get("data_end")
-    if recorded is not None:
-        return pd.Timestamp(recorded).normalize()
-    end = pd.Timestamp(bundle.train_window[1])
-    gap = bundle.params.get("gap_days")
-    if gap is not None:
-        end += timedelta(days=int(gap))
-    return end.normalize()
-
-
-def _check_lookahead(bundle: ModelBundle, as_of: datetime, allow: bool, *, name: str) -> None:
-    """Refuse to score ``as_of`` (the earliest requested) with a model whose training data
-    ended on a later day, unless ``allow``. Same day is fine: a model trained on a run date
-    scores that run date's 00:00."""
-    end = data_end(bundle)
-    if allow or pd.Timestamp(as_of) >= end:
-        return
-    raise LookaheadError(
-        f"{name} was trained on data up to {end.date()}, after the earliest requested as_of "
-        f"{pd.Timestamp(as_of).date()}: its scores there would have seen the outcomes. Score "
-        "only rows on or after that day, use a model trained earlier (--model-version), or pass "
-        "--allow-lookahead (allow_lookahead=True) to score anyway"
-    )
-
-
 # --- scoring --------------------------------------------------------------------------------
 
 
@@ -178,7 +145,7 @@ def predict_rows(
         raise RowsFileError("rows: no rows to score")
     first = wanted["as_of"].min().to_pydatetime()
     for bundle, name in bundles:
-        _check_lookahead(bundle, first, allow_lookahead, name=name)
+        check_lookahead(bundle, first.date(), allow=allow_lookahead, name=name)
     dates = sorted(wanted["as_of"].unique())
     features = build_model_features(
         wh,

@@ -20,10 +20,9 @@ from models.registry import ModelRef
 from pipelines.config import load_settings
 from pipelines.demo_data import generate_demo, write_demo
 from serving.config import ServingConfig
+from serving.lookahead import LookaheadError, data_end
 from serving.predict import (
-    LookaheadError,
     RowsFileError,
-    data_end,
     normalize_rows,
     predict_rows,
     read_rows,
@@ -160,7 +159,7 @@ def test_data_end_prefers_the_recorded_end_then_the_label_gap(params, window_end
         train_window=(datetime(2025, 1, 1), window_end),
         params=params,
     )
-    assert data_end(bundle) == pd.Timestamp(expected)
+    assert data_end(bundle) == date.fromisoformat(expected)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
