@@ -134,7 +134,10 @@ def validate(config: ConfigOption = None, run_date: RunDate = None) -> None:
     with open_warehouse(settings) as wh:
         try:
             report = prepare_sources(
-                wh, settings.warehouse, reference_time=data_horizon(_date(run_date))
+                wh,
+                settings.warehouse,
+                reference_time=data_horizon(_date(run_date)),
+                require_contract=settings.features.active.rule == "contract",
             )
         except ContractError as exc:
             console.print(str(exc), style="red", markup=False, highlight=False)
@@ -159,8 +162,15 @@ def features(
     settings = _settings(config)
     day = _date(run_date)
     with open_warehouse(settings) as wh:
-        report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(day))
-        frame = build_features(wh, [as_of_for(day)], available_tables=report.available)
+        report = prepare_sources(
+            wh,
+            settings.warehouse,
+            reference_time=data_horizon(day),
+            require_contract=settings.features.active.rule == "contract",
+        )
+        frame = build_features(
+            wh, [as_of_for(day)], available_tables=report.available, config=settings.features
+        )
     if out.suffix == ".csv":
         frame.to_csv(out, index=False)
     else:
@@ -518,6 +528,7 @@ def _report(settings: Settings, run_date: date) -> Path:
 
 def _user_error(exc: BaseException) -> bool:
     """Errors whose message says what to fix: printed alone, without a traceback."""
+    from features.build import NoActiveAccountsError
     from features.validation import ContractError
     from features.warehouse import WarehouseError
     from models.backtest import SplitError
@@ -528,6 +539,7 @@ def _user_error(exc: BaseException) -> bool:
 
     known = (
         ConfigError,
+        NoActiveAccountsError,
         LookaheadError,
         NothingTrainedError,
         ContractError,

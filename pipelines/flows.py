@@ -24,7 +24,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from features.build import build_features
+from features.build import build_features, build_model_features
 from features.grid import observation_dates
 from features.labels import build_labels, censoring_summary
 from features.validation import ContractError, SourceReport, prepare_sources
@@ -142,19 +142,38 @@ def _log_report(report: SourceReport) -> None:
         logger.info(line)
 
 
+def _staged(wh: Warehouse, settings: Settings, reference_time: datetime) -> SourceReport:
+    report = prepare_sources(
+        wh,
+        settings.warehouse,
+        reference_time=reference_time,
+        require_contract=settings.features.active.rule == "contract",
+    )
+    _log_report(report)
+    return report
+
+
 @task(name="validate-and-build-features", cache_policy=NO_CACHE, **_IO_RETRIES)
 def features_at(
     connect: WarehouseFactory,
     settings: Settings,
     reference_time: datetime,
     date_sets: list[list[datetime]],
+    feature_names: list[str],
 ) -> tuple[SourceReport, list[pd.DataFrame]]:
-    """Validate and stage the sources, then build one feature frame per list of dates."""
+    """Validate and stage the sources, then build one feature frame per list of dates, with
+    the columns of models whose features are ``feature_names`` (their own event types)."""
     with connect() as wh:
-        report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
-        _log_report(report)
+        report = _staged(wh, settings, reference_time)
         frames = [
-            build_features(wh, dates, available_tables=report.available) for dates in date_sets
+            build_model_features(
+                wh,
+                dates,
+                feature_names=feature_names,
+                available_tables=report.available,
+                config=settings.features,
+            )
+            for dates in date_sets
         ]
     for dates, frame in zip(date_sets, frames, strict=True):
         get_run_logger().info(
@@ -176,10 +195,17 @@ def training_data(
 ) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame]:
     """Validate and stage the sources, then build features and labels on the grid."""
     with connect() as wh:
-        report = prepare_sources(wh, settings.warehouse, reference_time=reference_time)
-        _log_report(report)
-        features = build_features(wh, grid, available_tables=report.available)
-        labels = build_labels(wh, grid, config=settings.features.labels, data_end=data_end)
+        report = _staged(wh, settings, reference_time)
+        features = build_features(
+            wh, grid, available_tables=report.available, config=settings.features
+        )
+        labels = build_labels(
+            wh,
+            grid,
+            config=settings.features.labels,
+            data_end=data_end,
+            active=settings.features.active,
+        )
     logger = get_run_logger()
     logger.info(
         "built %d feature rows x %d columns for %d observation date(s)",
@@ -247,6 +273,9 @@ def _training_summary(result: Any) -> list[str]:
             f"ROC-AUC {row['roc_auc']:.3f}, ARR in top 10% {row['arr_captured_top10']:.0%}, "
             f"ECE {row['ece']:.3f}"
         )
+    lines += [f"{result.target}: reduced for the data: {r}" for r in result.reductions]
+    if result.verdict is not None:
+        lines.append(f"{result.target} against the baselines: {result.verdict.reason}")
     if result.report_path:
         lines.append(f"{result.target} evaluation report: {result.report_path}")
     return lines
@@ -332,15 +361,21 @@ def monitor(
 
 @task(name="write-back", cache_policy=NO_CACHE, **_IO_RETRIES)
 def write_back(
-    connect: WarehouseFactory, scored: Any, settings: Settings, run_meta: dict
+    connect: WarehouseFactory,
+    scored: Any,
+    settings: Settings,
+    run_meta: dict,
+    started_at: datetime | None = None,
 ) -> dict[str, int]:
+    """Write the run under its lease; ``started_at`` is when the flow run began."""
     with connect() as wh:
         counts = write_scores(
             wh,
             scored,
             schema=settings.warehouse.output_schema,
             run_meta=run_meta,
-            tables=settings.serving.tables,
+            config=settings.serving,
+            started_at=started_at,
         )
     get_run_logger().info("wrote %s", ", ".join(f"{n} rows to {t}" for t, n in counts.items()))
     return counts
@@ -438,7 +473,8 @@ def weekly_score(
 
     A scheduled run passes no date and scores the day it runs (UTC). A champion trained on data
     after ``run_date`` is refused (look-ahead) unless ``allow_lookahead``."""
-    run_date = run_date or datetime.now(UTC).date()
+    started_at = datetime.now(UTC)
+    run_date = run_date or started_at.date()
     settings = _settings(config)
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     churn = load_model(settings, "churn", "champion")
@@ -448,11 +484,14 @@ def weekly_score(
             check_lookahead(loaded[0], run_date, allow=allow_lookahead)
     connect = warehouse_factory(settings)
     dates = [[as_of_for(run_date)], [churn[0].train_window[1]]]
-    report, (features, reference) = features_at(connect, settings, data_horizon(run_date), dates)
+    names = sorted({n for m in (churn, expansion) if m is not None for n in m[0].feature_names})
+    report, (features, reference) = features_at(
+        connect, settings, data_horizon(run_date), dates, names
+    )
     scored = score(features, churn, expansion, run_date, settings)
     drift = monitor(reference, features, churn[0], settings, run_date)
     meta = {"sources": report.available, "skipped": report.skipped}
-    counts = write_back(connect, scored, settings, meta)
+    counts = write_back(connect, scored, settings, meta, started_at)
     paths = risk_lists(connect, scored, run_date, settings)
     return {
         "run_date": run_date.isoformat(),

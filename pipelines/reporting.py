@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.build import build_features
+from features.build import build_model_features
 from features.labels import build_labels
 from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
 from features.validation import SourceReport, prepare_sources
@@ -77,7 +77,11 @@ def _matured_outcomes(
     if not matured:
         return None
     return build_labels(
-        wh, [as_of_for(d) for d in matured], config=labels_cfg, data_end=end_of(run_date)
+        wh,
+        [as_of_for(d) for d in matured],
+        config=labels_cfg,
+        data_end=end_of(run_date),
+        active=settings.features.active,
     )
 
 
@@ -138,7 +142,13 @@ def _drift(
         drift = None
     else:
         reference_at, current_at = bundle.train_window[1], as_of_for(dates[-1])
-        frames = build_features(wh, [reference_at, current_at], available_tables=report.available)
+        frames = build_model_features(
+            wh,
+            [reference_at, current_at],
+            feature_names=bundle.feature_names,
+            available_tables=report.available,
+            config=settings.features,
+        )
         drift = feature_drift(
             frames[frames["as_of"] == pd.Timestamp(reference_at)],
             frames[frames["as_of"] == pd.Timestamp(current_at)],
@@ -175,6 +185,7 @@ def _score_drift(settings: Settings, history: ScoreHistory) -> pd.DataFrame | No
 
 def _audit(
     wh: Warehouse,
+    settings: Settings,
     report: SourceReport,
     matured: pd.DataFrame | None,
     events: pd.DataFrame,
@@ -185,7 +196,13 @@ def _audit(
     health = wh.query("SELECT account_id, scored_at, score, color FROM stg_health_scores")
     days = sorted(pd.to_datetime(matured["run_date"]).dt.date.unique())
     features = (
-        build_features(wh, [as_of_for(d) for d in days], available_tables=report.available)
+        build_model_features(
+            wh,
+            [as_of_for(d) for d in days],
+            feature_names=feature_names,
+            available_tables=report.available,
+            config=settings.features,
+        )
         if feature_names
         else None
     )
@@ -213,7 +230,12 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     with open_warehouse(settings) as wh:
-        report = prepare_sources(wh, settings.warehouse, reference_time=data_horizon(run_date))
+        report = prepare_sources(
+            wh,
+            settings.warehouse,
+            reference_time=data_horizon(run_date),
+            require_contract=settings.features.active.rule == "contract",
+        )
         quarters, cohorts, events = _retention(wh, settings, run_date)
         history = read_score_history(wh, settings, until=run_date)
         outcomes = _matured_outcomes(wh, settings, history, run_date)
@@ -241,7 +263,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 level_sd=spreads,
                 matured_after_days=settings.features.labels.maturity_days,
             )
-        audit = _audit(wh, report, matured, events, _champion_features(settings))
+        audit = _audit(wh, settings, report, matured, events, _champion_features(settings))
     forecast = _forecast(settings, history, outcomes, spreads)
     return build_report(
         retention=quarters,
