@@ -127,6 +127,8 @@ def main() -> None:
         # churnlens's inactivity label: no event in the inactivity_days ending at as_of + horizon
         churnlens={
             "features": {
+                # a customer is who bought recently, as the label file says: no contract decides
+                "active": {"rule": "activity", "activity_days": CUSTOMER_DAYS},
                 "labels": {
                     "horizon_days": days,
                     "lead_days": 0,

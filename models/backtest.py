@@ -23,6 +23,9 @@ import pandas as pd
 
 # Fewest distinct as_of dates a backtest fold trains on (a month of weekly observations).
 MIN_TRAIN_DATES = 4
+# A history too short for MIN_TRAIN_DATES still gets one fold with this many (a young product's
+# first weeks), said in the run's reductions; below it there is no honest out-of-time test.
+LAST_RESORT_TRAIN_DATES = 2
 # Fewest distinct as_of dates the booster fits on before its early-stopping slice.
 MIN_FIT_DATES = 3
 # Share of accounts held out for the early-stopping slice when the gap had to be shortened.
@@ -105,7 +108,7 @@ def observation_step_days(as_of: pd.Series) -> int:
 def minimum_history_days(*, gap_days: int, step_days: int) -> int:
     """Shortest span of labelled as_of dates that trains and backtests one fold: the training
     dates, the label gap, and one test date."""
-    return (MIN_TRAIN_DATES - 1) * step_days + gap_days + step_days + 1
+    return (LAST_RESORT_TRAIN_DATES - 1) * step_days + gap_days + step_days + 1
 
 
 def plan_folds(
@@ -116,26 +119,35 @@ def plan_folds(
     Raises :class:`SplitError` naming the minimum history only when not even one fold fits."""
     step = observation_step_days(as_of)
     lengths = [fold_days, *[d for d in (21, 14, 7) if d < fold_days], step]
-    for days in dict.fromkeys(d for d in lengths if d >= step):
-        for n in range(n_folds, 0, -1):
-            try:
-                folds = rolling_origin_folds(
-                    as_of,
-                    n_folds=n,
-                    fold_days=days,
-                    gap_days=gap_days,
-                    min_train_dates=MIN_TRAIN_DATES,
-                )
-            except SplitError:
-                continue
-            return folds, _fold_reductions(n, days, n_folds=n_folds, fold_days=fold_days)
+    for min_train in (MIN_TRAIN_DATES, LAST_RESORT_TRAIN_DATES):
+        for days in dict.fromkeys(d for d in lengths if d >= step):
+            for n in range(n_folds, 0, -1):
+                try:
+                    folds = rolling_origin_folds(
+                        as_of,
+                        n_folds=n,
+                        fold_days=days,
+                        gap_days=gap_days,
+                        min_train_dates=min_train,
+                    )
+                except SplitError:
+                    continue
+                notes = _fold_reductions(n, days, n_folds=n_folds, fold_days=fold_days)
+                if min_train < MIN_TRAIN_DATES:
+                    trained_on = len(np.unique(np.asarray(as_of)[folds[0].train_rows]))
+                    notes.append(
+                        f"backtest: the oldest fold trains on only {trained_on}"
+                        f" as_of dates (fewer than {MIN_TRAIN_DATES}): the history is very "
+                        "short, so its metrics are weak evidence"
+                    )
+                return folds, notes
     dates = pd.to_datetime(as_of)
     span = int((dates.max() - dates.min()) / pd.Timedelta(days=1)) + 1
     raise SplitError(
         f"the labelled as_of dates span {span} days ({dates.min().date()}..{dates.max().date()}"
         f"), too short to train and test one fold: this config needs at least "
         f"{minimum_history_days(gap_days=gap_days, step_days=step)} days of labelled as_of "
-        f"dates ({MIN_TRAIN_DATES} as_of dates to train on, the {gap_days}-day label gap "
+        f"dates ({LAST_RESORT_TRAIN_DATES} as_of dates to train on, the {gap_days}-day label gap "
         "lead+horizon+grace, one test date); observe a longer history or shorten the label "
         "horizon"
     )

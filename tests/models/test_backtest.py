@@ -76,12 +76,22 @@ def test_test_windows_shrink_before_giving_up():
 def test_impossible_history_names_the_minimum_in_days():
     weeks = pd.Series(pd.date_range("2025-01-06", periods=8, freq="7D"))
     need = minimum_history_days(gap_days=44, step_days=7)
-    assert need == 3 * 7 + 44 + 7 + 1
+    assert need == 1 * 7 + 44 + 7 + 1
     with pytest.raises(SplitError, match=rf"needs at least {need} days of labelled as_of"):
         plan_folds(weeks, n_folds=3, fold_days=28, gap_days=44)
     # and the minimum is enough
     span = pd.Series(pd.date_range("2025-01-06", periods=need // 7 + 1, freq="7D"))
     assert len(plan_folds(span, n_folds=1, fold_days=7, gap_days=44)[0]) == 1
+
+
+def test_a_very_short_history_gets_one_fold_on_two_dates_and_says_so():
+    # three months of weekly history with a 37-day label gap: 8 labelled dates (a 3-month cut)
+    weeks = pd.Series(pd.date_range("2022-01-03", periods=8, freq="7D"))
+    folds, reductions = plan_folds(weeks, n_folds=3, fold_days=28, gap_days=37)
+    assert len(folds) == 1
+    train = weeks.iloc[folds[0].train_rows]
+    assert train.nunique() == 2 and train.max() < folds[0].test_start - pd.Timedelta(days=37)
+    assert any("trains on only 2 as_of dates" in r and "weak evidence" in r for r in reductions)
 
 
 def test_short_window_holds_out_accounts_instead_of_a_second_full_purge():

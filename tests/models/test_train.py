@@ -264,7 +264,7 @@ def test_history_too_short_for_one_fold_names_the_minimum_in_days(short_dataset)
     frame = short_dataset[
         short_dataset["as_of"] < short_dataset["as_of"].min() + pd.Timedelta(weeks=7)
     ]
-    with pytest.raises(SplitError, match=r"needs at least 66 days of labelled as_of dates"):
+    with pytest.raises(SplitError, match=r"needs at least 52 days of labelled as_of dates"):
         train_model(frame, target="churn", config=ModelConfig(num_threads=1), gap_days=SHORT_GAP)
 
 
