@@ -3,6 +3,7 @@ same Prefect flows) as the scheduled job; run ``churnlens COMMAND --help`` for d
 
 from __future__ import annotations
 
+import os
 import signal
 import time as _time
 from datetime import date
@@ -112,7 +113,9 @@ def demo_data(
             years=years or demo.years,
         )
     with console.status("writing demo warehouse"), open_warehouse(settings, create=True) as wh:
-        counts = write_demo(wh, data, schema=settings.warehouse.source_schema)
+        counts = write_demo(
+            wh, data, schema=settings.warehouse.source_schema, truth_schema=demo.truth_schema
+        )
     rows = [(table, f"{n:,} rows") for table, n in counts.items()]
     console.print(_outputs_table(f"Demo warehouse {_where(settings)}", rows))
     console.print(f"history {data.start} .. {data.end}, {_time.perf_counter() - started:.1f} s")
@@ -534,11 +537,13 @@ def _user_error(exc: BaseException) -> bool:
     from models.backtest import SplitError
     from models.bundle import FeatureMismatchError, LibraryVersionError
     from models.registry import RegistryError
+    from pipelines.demo_data import DemoTargetError
     from pipelines.flows import NothingTrainedError
     from serving.lookahead import LookaheadError
 
     known = (
         ConfigError,
+        DemoTargetError,
         NoActiveAccountsError,
         LookaheadError,
         NothingTrainedError,
@@ -566,6 +571,9 @@ def main() -> None:
     """Console entry point: a known user error exits 1 with its message, anything else keeps
     its traceback (that is a bug to report). Ctrl-C and SIGTERM stop the command the same way
     (transactions roll back, nothing is retried): one line ``interrupted``, exit 130."""
+    # What churnlens writes (warehouse file, MLflow store, risk lists, reports) holds customer
+    # data: readable by its owner only, whatever umask the scheduler or shell left.
+    os.umask(0o077)
     # SIGINT too: a shell that starts a command in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.config import FeatureConfig, WarehouseConfig
 from features.sources import SourceMappingError, locate_sources
-from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, validate_ident
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
 from serving.config import ServingConfig
@@ -43,6 +43,16 @@ class DemoConfig(BaseModel):
     seed: int = 7
     years: float = Field(3.0, gt=0.5)
     end: date | None = Field(None, description="last day of demo history; default: last Monday")
+    truth_schema: str = Field(
+        "demo_truth",
+        description="where demo-data keeps the generator's ground truth; on a shared warehouse "
+        "give each demo its own",
+    )
+
+    @field_validator("truth_schema")
+    @classmethod
+    def _truth_ident(cls, value: str) -> str:
+        return validate_ident(value, what="demo.truth_schema")
 
 
 class Settings(BaseModel):

@@ -379,16 +379,26 @@ def _first(series: pd.Series) -> object:
     return valid.iloc[0] if len(valid) else None
 
 
+DEMO_MARKER = "churnlens_demo"  # a table in the truth schema naming the demo's source schema
+
+
+class DemoTargetError(ValueError):
+    """``demo-data`` was pointed at a warehouse (or truth schema) that is not the demo's."""
+
+
 def write_demo(
     wh: Warehouse, data: DemoData, *, schema: str | None = None, truth_schema: str = "demo_truth"
 ) -> dict[str, int]:
     """Replace the contract tables in ``schema`` and the truth tables in ``truth_schema``.
 
     Everything happens in one transaction. Returns table -> rows written (truth tables are
-    reported as ``demo_truth.<name>``).
+    reported as ``<truth_schema>.<name>``). Refuses (:class:`DemoTargetError`) to replace
+    contract tables that an earlier ``write_demo`` did not write, or a truth schema that holds
+    another demo's truth: on a shared warehouse, demo data never overwrite anybody's tables.
     """
     written: dict[str, int] = {}
     quote_ident(truth_schema, what="truth schema name")
+    _check_demo_target(wh, schema, truth_schema)
     with wh.transaction():
         if schema:
             wh.create_schema(schema)
@@ -399,7 +409,37 @@ def write_demo(
         for name, frame in data.truth.items():
             wh.create_table_from_frame(tz_columns_to_utc(frame), name, truth_schema)
             written[f"{truth_schema}.{name}"] = len(frame)
+        marker = pd.DataFrame({"source_schema": [schema or ""]})
+        wh.create_table_from_frame(marker, DEMO_MARKER, truth_schema)
     return written
+
+
+def _check_demo_target(wh: Warehouse, schema: str | None, truth_schema: str) -> None:
+    where = f"schema {schema}" if schema else "the default schema"
+    owner = None
+    if wh.table_exists(DEMO_MARKER, truth_schema):
+        rows = wh.query(f"SELECT source_schema FROM {_qualified(truth_schema)}")
+        owner = str(rows["source_schema"].iloc[0] or "") if len(rows) else ""
+        if owner != (schema or ""):
+            raise DemoTargetError(
+                f"the truth schema {truth_schema} belongs to the demo in "
+                f"{'schema ' + owner if owner else 'the default schema'}, not {where}: set "
+                "demo.truth_schema to a schema of your own"
+            )
+    # a demo written before the marker existed still has its truth tables beside it
+    ours = owner is not None or wh.table_exists("summary", truth_schema)
+    foreign = [t for t in CONTRACT if wh.table_exists(t, schema)]
+    if foreign and not ours:
+        raise DemoTargetError(
+            f"{where} already holds contract tables ({', '.join(foreign)}) that churnlens "
+            "demo-data did not write: demo data never replace a real warehouse. Point data_dir "
+            "or warehouse.duckdb_path at a new file (or warehouse.source_schema at an empty "
+            "schema)"
+        )
+
+
+def _qualified(truth_schema: str) -> str:
+    return f"{quote_ident(truth_schema)}.{quote_ident(DEMO_MARKER)}"
 
 
 def write_demo_parquet(data: DemoData, directory: Path) -> dict[str, Path]:

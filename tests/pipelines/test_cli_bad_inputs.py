@@ -124,3 +124,15 @@ def test_validate_exits_1_with_the_rows_of_a_bad_input(tmp_path) -> None:
     assert "Traceback" not in out
     assert "contracts.seats: bad_value; expected >= 1" in out
     assert "zero-seats" in out
+
+
+def test_what_the_cli_writes_is_readable_by_its_owner_only(tmp_path) -> None:
+    config = _config(tmp_path)
+    result = _churnlens(
+        "demo-data", "--config", str(config), "--accounts", "12", "--years", "1", "--end",
+        "2026-06-01",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    assert warehouse.stat().st_mode & 0o077 == 0  # created under umask 077, not the caller's
+    assert (tmp_path / "data").stat().st_mode & 0o077 == 0

@@ -179,6 +179,21 @@ def test_write_demo_round_trips_into_postgres(pg, tiny: DemoData) -> None:
         pg.execute(f'DROP SCHEMA IF EXISTS "{truth_schema}" CASCADE')
 
 
+def test_write_demo_refuses_a_warehouse_it_did_not_write(duck, tiny: DemoData) -> None:
+    duck.execute("CREATE TABLE accounts (account_id VARCHAR)")  # somebody's real data
+    with pytest.raises(demo.DemoTargetError, match=r"already holds contract tables \(accounts\)"):
+        write_demo(duck, tiny)
+    assert duck.scalar("SELECT count(*) FROM accounts") == 0  # untouched
+
+
+def test_write_demo_refuses_another_demos_truth_schema(duck, tiny: DemoData) -> None:
+    write_demo(duck, tiny)  # the demo in the default schema owns demo_truth
+    with pytest.raises(demo.DemoTargetError, match="belongs to the demo in the default schema"):
+        write_demo(duck, tiny, schema="other")
+    written = write_demo(duck, tiny, schema="other", truth_schema="other_truth")
+    assert written["other_truth.renewals"] == len(tiny.truth["renewals"])
+
+
 def test_write_demo_parquet(tmp_path, tiny: DemoData) -> None:
     paths = demo.write_demo_parquet(tiny, tmp_path)
     assert set(paths) == set(CONTRACT)
