@@ -273,7 +273,7 @@ def _training_summary(result: Any) -> list[str]:
             f"ROC-AUC {row['roc_auc']:.3f}, ARR in top 10% {row['arr_captured_top10']:.0%}, "
             f"ECE {row['ece']:.3f}"
         )
-    lines += [f"{result.target}: reduced for the data: {r}" for r in result.reductions]
+    lines += [f"{result.target}: adapted to the data: {r}" for r in result.reductions]
     if result.verdict is not None:
         lines.append(f"{result.target} against the baselines: {result.verdict.reason}")
     if result.report_path:
