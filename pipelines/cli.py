@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
+from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 
 app = typer.Typer(
     name="churnlens",
@@ -130,18 +130,13 @@ def _where(settings: Settings) -> str:
 @app.command()
 def validate(config: ConfigOption = None, run_date: RunDate = None) -> None:
     """Check the warehouse against the input contract and report what is usable."""
-    from features.validation import ContractError, prepare_sources
+    from features.validation import ContractError
     from pipelines.dates import data_horizon
 
     settings = _settings(config)
     with open_warehouse(settings) as wh:
         try:
-            report = prepare_sources(
-                wh,
-                settings.warehouse,
-                reference_time=data_horizon(_date(run_date)),
-                require_contract=settings.features.active.rule == "contract",
-            )
+            report = stage_sources(wh, settings, reference_time=data_horizon(_date(run_date)))
         except ContractError as exc:
             console.print(str(exc), style="red", markup=False, highlight=False)
             raise typer.Exit(1) from None
@@ -159,18 +154,12 @@ def features(
 ) -> None:
     """Build the point-in-time feature table for one run date and write it to a file."""
     from features.build import build_features
-    from features.validation import prepare_sources
     from pipelines.dates import as_of_for, data_horizon
 
     settings = _settings(config)
     day = _date(run_date)
     with open_warehouse(settings) as wh:
-        report = prepare_sources(
-            wh,
-            settings.warehouse,
-            reference_time=data_horizon(day),
-            require_contract=settings.features.active.rule == "contract",
-        )
+        report = stage_sources(wh, settings, reference_time=data_horizon(day))
         frame = build_features(
             wh, [as_of_for(day)], available_tables=report.available, config=settings.features
         )
@@ -301,7 +290,7 @@ def predict(
 ) -> None:
     """Score given (account_id, as_of) rows with one model version, through the training
     feature path (one batched build); rows not active at their as_of get a status, no score."""
-    from features.validation import ContractError, prepare_sources
+    from features.validation import ContractError
     from models.registry import load_bundle
     from pipelines.dates import data_horizon
     from serving.lookahead import LookaheadError
@@ -324,12 +313,7 @@ def predict(
             bundle, ref = load_model_version(**where, version=model_version)
         last = wanted["as_of"].max().date()
         with open_warehouse(settings) as wh:
-            report = prepare_sources(
-                wh,
-                settings.warehouse,
-                reference_time=data_horizon(last),
-                require_contract=settings.features.active.rule == "contract",
-            )
+            report = stage_sources(wh, settings, reference_time=data_horizon(last))
             with console.status(f"scoring {len(wanted):,} rows with {ref}"):
                 scores = predict_rows(
                     wh,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.config import FeatureConfig, WarehouseConfig
 from features.sources import SourceMappingError, locate_sources
+from features.validation import SourceReport, prepare_sources
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, validate_ident
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
@@ -184,3 +185,15 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
             "export it as a libpq connection string, e.g. postgresql://user@host:5432/db"
         )
     return PostgresWarehouse(dsn)
+
+
+def stage_sources(wh: Warehouse, settings: Settings, *, reference_time: datetime) -> SourceReport:
+    """Validate the configured sources and create their staging views, as every command and
+    flow needs them: rows after ``reference_time`` excluded, and accounts without a contract
+    kept only when the active rule is not ``contract`` (features.validation.prepare_sources)."""
+    return prepare_sources(
+        wh,
+        settings.warehouse,
+        reference_time=reference_time,
+        require_contract=settings.features.active.rule == "contract",
+    )

@@ -27,14 +27,14 @@ from prefect.cache_policies import NO_CACHE
 from features.build import build_features, build_model_features
 from features.grid import observation_dates
 from features.labels import build_labels, censoring_summary
-from features.validation import ContractError, SourceReport, prepare_sources
+from features.validation import ContractError, SourceReport
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import target_spec, training_frame
 from models.monitoring import ALERTING, feature_drift
 from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import TrainResult, train_model
-from pipelines.config import ConfigError, Settings, load_settings, open_warehouse
+from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
@@ -143,12 +143,7 @@ def _log_report(report: SourceReport) -> None:
 
 
 def _staged(wh: Warehouse, settings: Settings, reference_time: datetime) -> SourceReport:
-    report = prepare_sources(
-        wh,
-        settings.warehouse,
-        reference_time=reference_time,
-        require_contract=settings.features.active.rule == "contract",
-    )
+    report = stage_sources(wh, settings, reference_time=reference_time)
     _log_report(report)
     return report
 

@@ -19,13 +19,13 @@ import pandas as pd
 from features.build import build_model_features
 from features.labels import build_labels
 from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
-from features.validation import SourceReport, prepare_sources
+from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
 from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
 from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
 from models.registry import configure_tracking, load_bundle, version_metrics
-from pipelines.config import Settings, open_warehouse
+from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
 from serving.report import build_report
 
@@ -230,12 +230,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     with open_warehouse(settings) as wh:
-        report = prepare_sources(
-            wh,
-            settings.warehouse,
-            reference_time=data_horizon(run_date),
-            require_contract=settings.features.active.rule == "contract",
-        )
+        report = stage_sources(wh, settings, reference_time=data_horizon(run_date))
         quarters, cohorts, events = _retention(wh, settings, run_date)
         history = read_score_history(wh, settings, until=run_date)
         outcomes = _matured_outcomes(wh, settings, history, run_date)
