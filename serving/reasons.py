@@ -108,7 +108,13 @@ def category_for(spec: FeatureSpecLike) -> str:
 
 
 def infer_spec(name: str, values: pd.Series | None = None) -> InferredSpec:
-    """A spec for a feature the catalog does not list, from its name and dtype."""
+    """A spec for a feature the catalog does not list, from its name and dtype. A per-event-type
+    column (``events_28d__<type>``, ``quantity_28d__<type>``) is a usage count whatever its
+    type's name says ("share_report" is a kind of event, not a share)."""
+    if "__" in name:
+        base = name.split("__", 1)[0]
+        window = _WINDOW.search(base)
+        return InferredSpec(name, "usage", "count", int(window.group(1)) if window else None)
     window = _WINDOW.search(name)
     lowered = name.lower()
     if values is not None and not pd.api.types.is_numeric_dtype(values):
@@ -148,6 +154,11 @@ _LABELS = {
 def feature_label(name: str) -> str:
     """``csm_touches_90d`` -> ``CSM touches``: the name without its window (and a trailing
     ``_days`` unit), as words."""
+    if "__" in name:  # events_28d__share_report -> "share report events"
+        base, event_type = name.split("__", 1)
+        what = _WINDOW.sub("", base)
+        words = " ".join(w for w in event_type.split("_") if w)
+        return f"{words} {what}" if what == "events" else f"summed {what} of {words} events"
     core = _WINDOW.sub("", name)
     if core in _LABELS:
         return _LABELS[core]
@@ -313,9 +324,9 @@ def sentences_for(spec: FeatureSpecLike, values: pd.Series, rows: pd.DataFrame) 
         return _sentences_change(spec, numeric, rows)
     if spec.unit == "days":
         return _sentences_days(spec, numeric)
-    if spec.unit == "count":
+    if spec.unit == "count" and not spec.name.startswith("quantity"):
         return _sentences_count(spec, numeric)
-    return _sentences_simple(spec, numeric)
+    return _sentences_simple(spec, numeric)  # summed quantities are amounts, not things counted
 
 
 # --- selection ---------------------------------------------------------------------------------

@@ -128,3 +128,32 @@ def test_every_catalog_feature_gets_a_sentence_with_its_value():
             expected = "rose 25%"
         assert expected in sentence, (spec.name, sentence)
         assert category_for(spec) in REASON_CATEGORIES
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "sentence"),
+    [
+        # an event type named like a share is still a count of events, never "800%"
+        ("events_90d__share_report", 8.0, "8 share report events in the last 90 days"),
+        (
+            "quantity_28d__win_opportunity",
+            1250.0,
+            "Summed quantity of win opportunity events (last 28 days) is 1,250",
+        ),
+    ],
+)
+def test_per_event_type_columns_read_as_counts_and_amounts(name, value, sentence) -> None:
+    from serving.reasons import infer_spec, sentences_for
+
+    spec = infer_spec(name)
+    assert (spec.unit, spec.group) == ("count", "usage")
+    assert sentences_for(spec, pd.Series([value]), pd.DataFrame({name: [value]})) == [sentence]
+
+
+def test_a_mean_quantity_is_an_amount_not_a_percentage() -> None:
+    from features.catalog import FEATURES
+    from serving.reasons import sentences_for
+
+    spec = FEATURES["quantity_mean_90d"]
+    got = sentences_for(spec, pd.Series([1.0]), pd.DataFrame({spec.name: [1.0]}))
+    assert got == ["Quantity mean (last 90 days) is 1"]
