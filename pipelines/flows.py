@@ -36,6 +36,7 @@ from models.registry import configure_tracking, load_bundle, log_and_register
 from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
+from pipelines.reporting import realised_by_champion
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
 from serving.lookahead import check_lookahead
@@ -187,8 +188,9 @@ def training_data(
     reference_time: datetime,
     grid: list[datetime],
     data_end: datetime,
-) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame]:
-    """Validate and stage the sources, then build features and labels on the grid."""
+) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Validate and stage the sources, then build features and labels on the grid, and what
+    earlier churn champions realised on their matured weekly scores (None before any)."""
     with connect() as wh:
         report = _staged(wh, settings, reference_time)
         features = build_features(
@@ -201,6 +203,7 @@ def training_data(
             data_end=data_end,
             active=settings.features.active,
         )
+        realised = realised_by_champion(wh, settings, data_end.date())
     logger = get_run_logger()
     logger.info(
         "built %d feature rows x %d columns for %d observation date(s)",
@@ -210,7 +213,7 @@ def training_data(
     )
     summary = censoring_summary(labels)
     logger.info("labels: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
-    return report, features, labels
+    return report, features, labels, realised
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -220,6 +223,7 @@ def fit(
     settings: Settings,
     health_available: bool,
     previous: ModelBundle | None,
+    realised: pd.DataFrame | None = None,
 ) -> TrainResult | SkippedTarget:
     """Train one target; a target the data cannot train or calibrate is skipped with the
     reason (the others go on)."""
@@ -246,6 +250,7 @@ def fit(
                 health_available=health_available,
                 previous=previous,
                 output_dir=settings.data_dir / "evaluation" / target,
+                realised=realised,
             )
         except ValueError as exc:  # calibration slice with one class, folds without rows, ...
             reason = str(exc)
@@ -410,7 +415,7 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
         weekday=obs.weekday,
     )
     connect = warehouse_factory(settings)
-    report, features, labels = training_data(
+    report, features, labels, realised = training_data(
         connect, settings, data_horizon(run_date), grid, end_of(run_date)
     )
     health = "health_scores" in report.available
@@ -419,7 +424,8 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
     for target in settings.model.targets:
         previous = _champion_or_none(settings, target)
         dataset = training_frame(features, labels, target=target)
-        result = fit(dataset, target, settings, health, previous[0] if previous else None)
+        earlier = realised if target == "churn" else None
+        result = fit(dataset, target, settings, health, previous[0] if previous else None, earlier)
         if isinstance(result, SkippedTarget):
             skipped[target] = result.reason
             continue

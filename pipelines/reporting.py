@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_model_features
@@ -23,6 +24,7 @@ from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
 from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
+from models.metrics import score_metrics
 from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
 from models.registry import configure_tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
@@ -83,6 +85,53 @@ def _matured_outcomes(
         data_end=end_of(run_date),
         active=settings.features.active,
     )
+
+
+REALISED_METRICS = ("pr_auc", "roc_auc", "arr_captured_top10", "observed_expected")
+
+
+def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> pd.DataFrame | None:
+    """Each earlier churn model whose weekly scores have matured by ``run_date``: the latest-fold
+    metric it was registered with (``backtest``) beside the same metric on its own matured
+    scores (``realised``), for the evaluation report (``models.evaluation``). The warehouse must
+    be staged. None when no scores have matured."""
+    history = read_score_history(wh, settings, until=run_date)
+    if "churn_model" not in history.predictions or history.predictions.empty:
+        return None
+    outcomes = _matured_outcomes(wh, settings, history, run_date)
+    if outcomes is None:
+        return None
+    labels = settings.features.labels
+    joined = join_matured(
+        history.predictions,
+        outcomes,
+        horizon_days=labels.horizon_days,
+        lead_days=labels.lead_days,
+    )
+    rows = []
+    for model, scored in joined.groupby("churn_model", sort=True):
+        logged = version_metrics(
+            tracking=settings.tracking, data_dir=settings.data_dir, model=model
+        )
+        y = scored["churned"].to_numpy(dtype=int)
+        arr = scored["arr"].to_numpy(dtype=float) if "arr" in scored else np.ones(len(y))
+        realised = score_metrics(
+            y,
+            scored["churn_probability"].to_numpy(dtype=float),
+            value=y * arr,
+            as_of=scored["run_date"].to_numpy(),
+        )
+        rows += [
+            {
+                "model": model,
+                "metric": m,
+                "backtest": logged[f"latest_{m}"],
+                "realised": realised[m],
+            }
+            for m in REALISED_METRICS
+            if f"latest_{m}" in logged
+        ]
+    return pd.DataFrame(rows) if rows else None
 
 
 def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float]:
