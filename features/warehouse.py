@@ -217,10 +217,12 @@ class DuckDBWarehouse(Warehouse):
         self.default_schema = "main"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        return self.con.execute(sql, list(params)).df()
+        with _signals_as_interrupts():
+            return self.con.execute(sql, list(params)).df()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.con.execute(sql, list(params))
+        with _signals_as_interrupts():
+            self.con.execute(sql, list(params))
 
     def try_cast(self, expr: str, sql_type: str) -> str:
         if sql_type.upper() == "BIGINT":
@@ -285,6 +287,24 @@ class DuckDBWarehouse(Warehouse):
         # snapshots until exit, and a live DuckDB handle then makes nanobind report leaks.
         self.con.close()
         self.con = _CLOSED
+
+
+# DuckDB 2.0 turns an exception raised by a signal handler during a query (Ctrl-C's
+# KeyboardInterrupt, SIGTERM's) into this plain RuntimeError and drops the original.
+_DUCKDB_INTERRUPTED = "Query interrupted"
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Give back the KeyboardInterrupt DuckDB swallowed, so a stopped query stops the command
+    as an interrupt (no retry, no traceback) rather than failing as an error. A query cancelled
+    by ``con.interrupt()`` (a statement timeout) stays a ``duckdb.InterruptException``."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if type(exc) is RuntimeError and str(exc) == _DUCKDB_INTERRUPTED:
+            raise KeyboardInterrupt(_DUCKDB_INTERRUPTED) from exc
+        raise
 
 
 def _duckdb_connect(path: str, *, read_only: bool, wait_seconds: float) -> Any:

@@ -7,7 +7,14 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from features.warehouse import Warehouse, _redact, qualified, quote_ident, validate_ident
+from features.warehouse import (
+    DuckDBWarehouse,
+    Warehouse,
+    _redact,
+    qualified,
+    quote_ident,
+    validate_ident,
+)
 
 both = pytest.mark.parametrize(
     "wh", ["duck", pytest.param("pg", marks=pytest.mark.postgres)], indirect=True
@@ -238,3 +245,25 @@ def test_duckdb_try_cast_to_bigint_never_rounds(duck) -> None:
     duck.create_table_from_frame(pd.DataFrame({"v": ["25", "25.5", " 7 ", "x"]}), "raw")
     casted = duck.query(f"SELECT v, {duck.try_cast('v', 'BIGINT')} AS n FROM raw")
     assert casted["n"].isna().tolist() == [False, True, False, True]
+
+
+def test_a_signal_during_a_duckdb_query_stays_an_interrupt() -> None:
+    """DuckDB 2.0 swallows the KeyboardInterrupt a signal handler raises mid-query and raises
+    RuntimeError('Query interrupted'); the warehouse gives the interrupt back, so the command
+    stops as interrupted (exit 130, no retry) instead of failing with a traceback."""
+    import signal
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    wh = DuckDBWarehouse()
+    previous = signal.signal(signal.SIGALRM, _stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            wh.query("SELECT sum(i * i) AS s FROM range(50000000000) t(i)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        wh.close()
+    assert isinstance(stopped.value.__cause__, RuntimeError)
