@@ -56,7 +56,7 @@ class WarehouseConfig(_Strict):
         None,
         pattern=_MEMORY,
         description="DuckDB's memory cap, a size (1.5GB, 800MiB) or a share of RAM (40%); past "
-        "it large queries spill to disk. Default: 1.5 GiB, or half the RAM if smaller",
+        "it large queries spill to disk. Default: 1 GiB, or half the RAM if smaller",
     )
     duckdb_temp_directory: Path | None = Field(
         None,

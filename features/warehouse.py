@@ -201,7 +201,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> None:
         """Open (with ``create``, create if absent, folders included) the DuckDB file ``path``.
 
-        ``memory_limit`` caps DuckDB's own memory (``"1.5GB"``, ``"40%"``); None takes
+        ``memory_limit`` caps DuckDB's own memory (``"1GiB"``, ``"40%"``); None takes
         :func:`default_memory_limit`, not DuckDB's 80% of RAM: past the cap, large aggregates
         (the exact-duplicate DISTINCT over every usage event) spill to ``temp_directory``
         instead of growing the process. ``temp_directory`` None is DuckDB's ``<file>.tmp``
@@ -323,13 +323,14 @@ class DuckDBWarehouse(Warehouse):
         self.con = _CLOSED
 
 
-DEFAULT_MEMORY_LIMIT_BYTES = 1536 * 2**20
+DEFAULT_MEMORY_LIMIT_BYTES = 2**30
 
 
 def default_memory_limit() -> str:
-    """DuckDB's memory cap unless configured: 1.5 GiB, or half the RAM on a smaller machine.
+    """DuckDB's memory cap unless configured: 1 GiB, or half the RAM on a smaller machine.
     Measured at 20,000 accounts / 50 M events (benchmarks/README.md, "Weekly scoring memory"):
-    the weekly path peaks at ~1.7 GB RSS with it, against ~6 GB under DuckDB's 80% of RAM."""
+    the weekly path peaks at ~1.3 GB RSS with it (~1.8 GB with 1.5 GiB), against ~6 GB under
+    DuckDB's own default of 80% of RAM."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

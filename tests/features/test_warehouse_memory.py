@@ -27,7 +27,7 @@ def _limit_bytes(wh: DuckDBWarehouse) -> int:
     return int(float(number) * {"MiB": 2**20, "GiB": 2**30, "KiB": 2**10}[unit])
 
 
-def test_default_cap_is_at_most_1_5_gib_not_duckdbs_80_percent() -> None:
+def test_default_cap_is_at_most_1_gib_not_duckdbs_80_percent() -> None:
     assert default_memory_limit().endswith("MiB")
     with DuckDBWarehouse() as wh:
         limit = _limit_bytes(wh)
