@@ -39,6 +39,9 @@ class SourceTable(_Strict):
         return value
 
 
+_MEMORY = r"^\s*[0-9]+(\.[0-9]+)?\s*((K|M|G|T)i?B|B|%)\s*$"
+
+
 class WarehouseConfig(_Strict):
     """Which warehouse to use. Credentials never live here: PostgreSQL reads a DSN from the
     environment variable named by ``dsn_env``."""
@@ -49,6 +52,17 @@ class WarehouseConfig(_Strict):
     source_schema: str | None = None
     output_schema: str = "churnlens"
     tables: dict[str, SourceTable] = Field(default_factory=dict)
+    duckdb_memory_limit: str | None = Field(
+        None,
+        pattern=_MEMORY,
+        description="DuckDB's memory cap, a size (1.5GB, 800MiB) or a share of RAM (40%); past "
+        "it large queries spill to disk. Default: 1 GiB, or half the RAM if smaller",
+    )
+    duckdb_temp_directory: Path | None = Field(
+        None,
+        description="where DuckDB spills (relative to data_dir); default: <duckdb_path>.tmp "
+        "beside the database file",
+    )
     max_unmatched_share: float = Field(
         0.05,
         ge=0,

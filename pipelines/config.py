@@ -163,6 +163,12 @@ def _check_source_mapping(config: WarehouseConfig, sources: str) -> None:
             )
 
 
+def _spill_folder(settings: Settings) -> Path | None:
+    """``warehouse.duckdb_temp_directory``, relative to ``data_dir`` like ``duckdb_path``."""
+    folder = settings.warehouse.duckdb_temp_directory
+    return folder if folder is None or folder.is_absolute() else settings.data_dir / folder
+
+
 def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
     """Connect to the configured warehouse; PostgreSQL credentials come from the environment.
 
@@ -177,6 +183,8 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
             settings.duckdb_path,
             create=create,
             lock_wait_seconds=settings.serving.lock_timeout_seconds,
+            memory_limit=config.duckdb_memory_limit,
+            temp_directory=_spill_folder(settings),
         )
     dsn = os.environ.get(config.dsn_env)
     if not dsn:
