@@ -359,6 +359,22 @@ def default_memory_limit() -> str:
     return f"{limit // 2**20}MiB"
 
 
+class _InterruptibleConnection:
+    """A DuckDB connection whose ``execute`` gives back the interrupt DuckDB swallows
+    (:func:`_signals_as_interrupts`), for every statement the warehouse runs, views and
+    transactions included; everything else is the connection's own."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        with _signals_as_interrupts():
+            return self._con.execute(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
 def _duckdb_connect(path: str, *, read_only: bool, wait_seconds: float) -> Any:
     """``duckdb.connect`` with its failures as messages. While another process holds the file
     (DuckDB admits one writing process), wait up to ``wait_seconds`` saying so once, then fail
@@ -371,7 +387,7 @@ def _duckdb_connect(path: str, *, read_only: bool, wait_seconds: float) -> Any:
     deadline, waiting = time.monotonic() + wait_seconds, False
     while True:
         try:
-            return duckdb.connect(path, read_only=read_only)
+            return _InterruptibleConnection(duckdb.connect(path, read_only=read_only))
         except duckdb.Error as exc:
             held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
             if held is None or time.monotonic() >= deadline:

@@ -247,7 +247,8 @@ def test_duckdb_try_cast_to_bigint_never_rounds(duck) -> None:
     assert casted["n"].isna().tolist() == [False, True, False, True]
 
 
-def test_a_signal_during_a_duckdb_query_stays_an_interrupt() -> None:
+@pytest.mark.parametrize("path", ["query", "connection"])
+def test_a_signal_during_a_duckdb_query_stays_an_interrupt(path: str) -> None:
     """DuckDB 2.0 swallows the KeyboardInterrupt a signal handler raises mid-query and raises
     RuntimeError('Query interrupted'); the warehouse gives the interrupt back, so the command
     stops as interrupted (exit 130, no retry) instead of failing with a traceback."""
@@ -260,8 +261,12 @@ def test_a_signal_during_a_duckdb_query_stays_an_interrupt() -> None:
     previous = signal.signal(signal.SIGALRM, _stop)
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     try:
+        slow = "SELECT sum(i * i) AS s FROM range(50000000000) t(i)"
         with pytest.raises(KeyboardInterrupt) as stopped:
-            wh.query("SELECT sum(i * i) AS s FROM range(50000000000) t(i)")
+            if path == "query":
+                wh.query(slow)
+            else:  # views, tables, transactions: every statement on the connection
+                wh.con.execute(f"CREATE TABLE t AS {slow}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
