@@ -371,6 +371,12 @@ class _InterruptibleConnection:
         with _signals_as_interrupts():
             return self._con.execute(*args, **kwargs)
 
+    def close(self) -> None:
+        # Let go of the handle: an interrupt's traceback keeps this wrapper alive until exit,
+        # and a live DuckDB handle then makes nanobind print leak reports after "interrupted".
+        self._con.close()
+        self._con = _CLOSED
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 
