@@ -134,7 +134,7 @@ def main() -> None:
                     "lead_days": 0,
                     "grace_days": 0,
                     "inactivity_days": days,
-                }
+                },
             },
             "model": {"targets": ["churn_inactive"]},
         },
