@@ -526,9 +526,11 @@ def load_bundle(
     data_dir: Path,
     target: str,
     alias: str = CHAMPION_ALIAS,
+    version: int | None = None,
     strict_versions: bool = True,
 ) -> tuple[ModelBundle, ModelRef]:
-    """Load the bundle behind ``<prefix>-<target>@<alias>`` from the registered version's own
+    """Load the bundle behind ``<prefix>-<target>@<alias>`` (or, given ``version``, that
+    registered version) from the registered version's own
     model artifact, after checking its files against the SHA-256 recorded in the tracking
     store (plus everything :meth:`ModelBundle.load` checks); its feature list must match the
     run's logged one. Problems with the files raise :class:`ArtifactIntegrityError` naming the
@@ -536,13 +538,25 @@ def load_bundle(
     client = _client(tracking, data_dir)
     name = tracking.model_name(target)
     try:
-        mv = client.get_model_version_by_alias(name, alias)
+        if version is None:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            mv = client.get_model_version(name, str(version))
     except MlflowException as exc:
+        if version is not None:
+            raise RegistryError(
+                f"{name} has no version {version}: see `churnlens models list`"
+            ) from exc
         raise RegistryError(
             f"no version of {name} has the alias {alias!r}: train first, or promote a version "
             "(churnlens models list / promote)"
         ) from exc
-    ref = ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+    ref = ModelRef(
+        name=name,
+        version=str(mv.version),
+        alias=alias if version is None else None,
+        run_id=mv.run_id,
+    )
     expected = _recorded_hashes(mv.tags, ref)
     cache = Path(data_dir).resolve() / "model_cache"
     cache.mkdir(parents=True, exist_ok=True)

@@ -296,7 +296,6 @@ def predict(
     from serving.lookahead import LookaheadError
     from serving.predict import (
         RowsFileError,
-        load_model_version,
         predict_rows,
         read_rows,
         status_counts,
@@ -307,10 +306,7 @@ def predict(
     try:
         wanted = read_rows(rows)
         where = {"tracking": settings.tracking, "data_dir": settings.data_dir, "target": target}
-        if model_version is None:
-            bundle, ref = load_bundle(**where, alias=alias)
-        else:
-            bundle, ref = load_model_version(**where, version=model_version)
+        bundle, ref = load_bundle(**where, alias=alias, version=model_version)
         last = wanted["as_of"].max().date()
         with open_warehouse(settings) as wh:
             report = stage_sources(wh, settings, reference_time=data_horizon(last))

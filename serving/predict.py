@@ -23,24 +23,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from features.build import KEYS, build_model_features
 from features.config import FeatureConfig
 from features.sources import staging_view
 from features.warehouse import Warehouse
-from models.bundle import FeatureMismatchError, ModelBundle
-from models.config import TrackingConfig
-from models.registry import (
-    BUNDLE_ARTIFACT,
-    FEATURES_ARTIFACT,
-    ModelRef,
-    RegistryError,
-    configure_tracking,
-)
+from models.bundle import ModelBundle
 from serving.lookahead import check_lookahead
 
 STATUSES = ("scored", "not_active", "unknown_account")
@@ -209,30 +199,3 @@ def write_scores(scores: pd.DataFrame, path: Path | str) -> Path:
 
 
 # --- choosing the model ---------------------------------------------------------------------
-
-
-def load_model_version(
-    *, tracking: TrackingConfig, data_dir: Path, target: str, version: int
-) -> tuple[ModelBundle, ModelRef]:
-    """The bundle of version ``version`` of ``<prefix>-<target>`` (as ``load_bundle`` does for
-    an alias), with its feature list checked against the run's logged one."""
-    client = mlflow.MlflowClient(tracking_uri=configure_tracking(tracking, data_dir=data_dir))
-    name = tracking.model_name(target)
-    try:
-        mv = client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise RegistryError(
-            f"{name} has no version {version}: see `churnlens models list`"
-        ) from exc
-    cache = Path(data_dir).resolve() / "model_cache" / name / str(mv.version)
-    cache.mkdir(parents=True, exist_ok=True)
-    path = mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=str(cache)
-    )
-    bundle = ModelBundle.load(path)
-    logged = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}")
-    if logged["features"] != bundle.feature_names:
-        raise FeatureMismatchError(
-            f"{name} v{mv.version}: bundle features differ from the run's logged feature list"
-        )
-    return bundle, ModelRef(name=name, version=str(mv.version), alias=None, run_id=mv.run_id)

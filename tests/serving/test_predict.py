@@ -238,9 +238,8 @@ def test_load_model_version_reads_that_version_from_the_registry(tmp_path):
     import mlflow
 
     from models.config import ModelConfig, TrackingConfig, TuningConfig
-    from models.registry import RegistryError, log_and_register
+    from models.registry import RegistryError, load_bundle, log_and_register
     from models.train import train_model
-    from serving.predict import load_model_version
     from tests.models.conftest import make_panel
 
     before = mlflow.get_tracking_uri()
@@ -259,14 +258,12 @@ def test_load_model_version_reads_that_version_from_the_registry(tmp_path):
     try:
         trained = train_model(dataset, target="churn", config=config, gap_days=28)
         log_and_register(trained, tracking=tracking, data_dir=tmp_path, run_name="v1")
-        bundle, ref = load_model_version(
-            tracking=tracking, data_dir=tmp_path, target="churn", version=1
-        )
+        bundle, ref = load_bundle(tracking=tracking, data_dir=tmp_path, target="churn", version=1)
         assert (str(ref), ref.alias) == ("p-churn v1", None)
         np.testing.assert_array_equal(
             bundle.predict_proba(dataset), trained.bundle.predict_proba(dataset)
         )
         with pytest.raises(RegistryError, match="p-churn has no version 7"):
-            load_model_version(tracking=tracking, data_dir=tmp_path, target="churn", version=7)
+            load_bundle(tracking=tracking, data_dir=tmp_path, target="churn", version=7)
     finally:
         mlflow.set_tracking_uri(before)
