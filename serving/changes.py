@@ -83,6 +83,15 @@ def _new_reasons(merged: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=merged.index, dtype=object)
 
 
+def share(probability: float) -> str:
+    """A probability as a whole percentage that never reads as certain: "<1%", "36%", ">99%"."""
+    if probability < 0.005:
+        return "<1%"
+    if probability >= 0.995:
+        return ">99%"
+    return f"{probability:.0%}"
+
+
 def _describe(rows: pd.DataFrame) -> list[str]:
     """Plain-language summary per changed account."""
     texts = []
@@ -96,7 +105,7 @@ def _describe(rows: pd.DataFrame) -> list[str]:
             verb = "up" if row.risk_up else "down"
             parts.append(
                 f"risk {verb} {abs(row.probability_change) * 100:.0f} points "
-                f"({row.previous_probability:.0%} -> {row.churn_probability:.0%})"
+                f"({share(row.previous_probability)} -> {share(row.churn_probability)})"
             )
         if isinstance(row.new_reasons, str):
             parts.append(f"new reasons: {row.new_reasons}")
