@@ -592,7 +592,8 @@ def _days(frame: pd.DataFrame, column: str) -> pd.Series:
 def _shift(as_of: pd.Series, days: pd.Series) -> pd.Series:
     """``as_of`` + ``days`` as ISO dates (None where either is missing)."""
     when = as_of + pd.to_timedelta(days.round(), unit="D")
-    return when.map(lambda t: None if pd.isna(t) else t.date().isoformat())
+    dates = [None if pd.isna(t) else t.date().isoformat() for t in when]
+    return pd.Series(dates, index=when.index, dtype=object)
 
 
 def champion_status(frame: pd.DataFrame) -> pd.Series:
