@@ -900,6 +900,7 @@ def bar_chart_svg(values: pd.Series, *, title: str) -> Markup:
     height = 36 + row_h * max(len(values), 1)
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{escape(title)}" font-size="12" font-family="sans-serif">'
         f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>{"".join(rows)}</svg>'
     )
@@ -921,6 +922,7 @@ def _columns_svg(labels: list[str], counts: list[int], *, title: str) -> Markup:
         )
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{escape(title)}" font-size="11" font-family="sans-serif">'
         f'<text x="0" y="16" font-weight="bold" font-size="12">{escape(title)}</text>'
         f"{''.join(bars)}</svg>"
