@@ -53,6 +53,9 @@ from serving.score import QUADRANTS, TIERS, Scored
 
 _TEMPLATES = Path(__file__).parent / "templates"
 UNASSIGNED = "unassigned"
+HOLDOUT_COLUMN = "holdout"
+"""Boolean column of ``Scored.predictions`` (set by the holdout step when there is one): True
+keeps the account off every CSM list; the summary counts it as held out for measurement."""
 CSV_COLUMNS = {
     "run_date": "run_date",
     "csm_owner": "csm_owner",
@@ -198,7 +201,8 @@ def _write_all(
     paths.summary_csv = _put(out, "summary_arr_at_risk.csv", csv_text(by_tier), len(by_tier))
     movers = for_people(summary["movers"])
     paths.movers_csv = _put(out, "summary_movers.csv", csv_text(movers), len(movers))
-    paths.summary_md = _put(out, "summary.md", summary_markdown(summary, run_date), len(table))
+    markdown = summary_markdown(summary, run_date, horizon_days=options.horizon_days)
+    paths.summary_md = _put(out, "summary.md", markdown, len(table))
     context = _summary_context(summary, table, run_date, paths, legend["bands"])
     html = env.get_template("summary.html.j2").render(**context, legend=legend)
     paths.summary_html = _put(out, "summary.html", html, len(table))
@@ -455,9 +459,9 @@ def list_table(
 
 def _holdout(predictions: pd.DataFrame) -> pd.Series:
     """``holdout`` of the scored frame as plain booleans (missing = not held out)."""
-    if "holdout" not in predictions.columns:
+    if HOLDOUT_COLUMN not in predictions.columns:
         return pd.Series(False, index=predictions.index)
-    return predictions["holdout"].astype("boolean").fillna(False).astype(bool)
+    return predictions[HOLDOUT_COLUMN].astype("boolean").fillna(False).astype(bool)
 
 
 def _with_bands(table: pd.DataFrame, edges: np.ndarray) -> pd.DataFrame:
@@ -682,11 +686,16 @@ def portfolio_summary(table: pd.DataFrame, changes: pd.DataFrame) -> dict[str, p
     }
 
 
-def summary_markdown(summary: dict[str, pd.DataFrame], run_date: date) -> str:
+def summary_markdown(
+    summary: dict[str, pd.DataFrame], run_date: date, *, horizon_days: int | None = None
+) -> str:
     """The summary as Markdown, for chat or e-mail."""
     t = summary["totals"].iloc[0]
+    horizon = f"within the next {horizon_days} days" if horizon_days else "within the horizon"
     lines = [
         f"# Weekly churn risk summary — {run_date.isoformat()}",
+        "",
+        f"Churn risk is the chance an account churns {horizon}.",
         "",
         f"- Accounts scored: {int(t['accounts']):,} with {format_money(t['arr'])} ARR",
         f"- ARR at risk (probability x ARR): **{format_money(t['arr_at_risk'])}**",
