@@ -133,13 +133,16 @@ def write_risk_lists(
     run_date: date,
     features: pd.DataFrame | None = None,
     options: ListOptions | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> RiskListPaths:
     """Write every CSM's CSV + HTML list (sorted by ARR at risk), the portfolio summary and
     ``manifest.json`` into a temporary folder, then swap it into ``out_dir`` whole.
 
     ``features`` (the scored feature frame) fills the working columns (renewal, last touch,
-    champion); ``options`` the horizon, bands and playbook. Accounts whose ``holdout`` is True
-    in ``scored.predictions`` are kept off the CSM lists and only counted in the summary.
+    champion); ``options`` the horizon, bands and playbook; ``previous`` (the last run's
+    predictions) the change since then for every account, not only the movers. Accounts whose
+    ``holdout`` is True in ``scored.predictions`` are kept off the CSM lists and only counted
+    in the summary.
 
     An existing ``out_dir`` is replaced only if churnlens wrote it (its manifest, or only list
     file names); any other folder is refused rather than deleted."""
@@ -156,6 +159,7 @@ def write_risk_lists(
             features=features,
             options=options,
             run_date=run_date,
+            previous=previous,
         )
         written = _write_all(table, changes, work, run_date, options or ListOptions())
         _write_file(work / MANIFEST, _manifest(scored, run_date, written))
@@ -435,6 +439,7 @@ def list_table(
     features: pd.DataFrame | None = None,
     options: ListOptions | None = None,
     run_date: date | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Predictions with the list's working columns, highest ARR at risk first: risk band and
     ARR-at-risk range, levers / context / what helps, next step, renewal, last CSM touch,
@@ -444,7 +449,7 @@ def list_table(
     ids = predictions["account_id"].astype(str)
     table = predictions.assign(
         change=ids.map(change["change"]) if len(change) else None,
-        risk_change=ids.map(change["probability_change"]) if len(change) else np.nan,
+        risk_change=_risk_change(predictions, change, previous),
         csm_owner=predictions["csm_owner"].fillna(UNASSIGNED),
         segment=predictions["segment"].fillna("unknown segment"),
         holdout=_holdout(predictions),
@@ -455,6 +460,21 @@ def list_table(
     return table.sort_values(
         ["arr_at_risk", "account_id"], ascending=[False, True], kind="stable", ignore_index=True
     )
+
+
+def _risk_change(
+    predictions: pd.DataFrame, change: pd.DataFrame, previous: pd.DataFrame | None
+) -> pd.Series:
+    """Churn probability now minus at the previous run, for every account scored both times
+    (from ``previous`` predictions when given, else only the movers in ``changes``)."""
+    ids = predictions["account_id"].astype(str)
+    if previous is not None and len(previous):
+        before = previous.assign(account_id=previous["account_id"].astype(str))
+        before = before.drop_duplicates("account_id").set_index("account_id")
+        return predictions["churn_probability"] - ids.map(before["churn_probability"])
+    if len(change):
+        return ids.map(change["probability_change"]).astype(float)
+    return pd.Series(np.nan, index=predictions.index)
 
 
 def _holdout(predictions: pd.DataFrame) -> pd.Series:
@@ -793,7 +813,8 @@ def _points(value: object) -> str:
     points = round(float(value) * 100)
     if points == 0:
         return "no change"
-    return f"{'▲' if points > 0 else '▼'} {abs(points)} pts"
+    unit = "pt" if abs(points) == 1 else "pts"
+    return f"{'▲' if points > 0 else '▼'} {abs(points)} {unit}"
 
 
 def _pct(value: object) -> str:

@@ -524,3 +524,21 @@ def test_held_out_accounts_stay_off_the_csm_lists(scored, tmp_path):
 def test_no_holdout_column_means_nobody_is_held_out(scored):
     table = list_table(scored.predictions, pd.DataFrame())
     assert not table["holdout"].any()
+
+
+def test_change_since_last_week_for_every_account_scored_both_times(scored):
+    before = scored.predictions.head(40).assign(
+        churn_probability=scored.predictions["churn_probability"].head(40) - 0.01
+    )
+    table = list_table(scored.predictions, pd.DataFrame(), previous=before)
+    known = table["account_id"].isin(before["account_id"])
+    assert table.loc[known, "risk_change"].round(6).eq(0.01).all()
+    assert table.loc[~known, "risk_change"].isna().all()
+    from serving.risk_list import _points
+
+    assert [_points(v) for v in (0.012, -0.03, 0.001, None)] == [
+        "▲ 1 pts",
+        "▼ 3 pts",
+        "no change",
+        "",
+    ]
