@@ -404,7 +404,13 @@ def risk_lists(
         config=settings.risk_list,
     )
     return write_risk_lists(
-        scored, changes, out_dir=out_dir, run_date=run_date, features=features, options=options
+        scored,
+        changes,
+        out_dir=out_dir,
+        run_date=run_date,
+        features=features,
+        options=options,
+        previous=previous,
     )
 
 
