@@ -537,7 +537,7 @@ def test_change_since_last_week_for_every_account_scored_both_times(scored):
     from serving.risk_list import _points
 
     assert [_points(v) for v in (0.012, -0.03, 0.001, None)] == [
-        "▲ 1 pts",
+        "▲ 1 pt",
         "▼ 3 pts",
         "no change",
         "",
