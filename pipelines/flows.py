@@ -396,7 +396,9 @@ def risk_lists(
             before=run_date,
             tables=settings.serving.tables,
         )
-    changes = week_over_week(scored.predictions, previous, config=settings.serving)
+    changes = week_over_week(
+        scored.predictions, previous, config=settings.serving, bands=settings.risk_list.risk_bands
+    )
     out_dir = settings.risk_list_dir / run_date.isoformat()
     options = ListOptions(
         horizon_days=settings.features.labels.horizon_days,
