@@ -589,6 +589,7 @@ def working_columns(
     out["last_csm_touch"] = _shift(as_of, -touch)
     out["days_since_last_csm_touch"] = touch
     out["champion_status"] = champion_status(frame)
+    out["champion_recent"] = _recent_departure(frame)
     return out.reset_index(drop=True)
 
 
@@ -618,6 +619,14 @@ def _shift(as_of: pd.Series, days: pd.Series) -> pd.Series:
     when = as_of + pd.to_timedelta(days.round(), unit="D")
     dates = [None if pd.isna(t) else t.date().isoformat() for t in when]
     return pd.Series(dates, index=when.index, dtype=object)
+
+
+def _recent_departure(frame: pd.DataFrame, days: int = 180) -> pd.Series:
+    """A champion or exec sponsor left within ``days`` (the list marks it)."""
+    champion = _days(frame, "days_since_champion_left") <= days
+    for column in ("champion_left_180d", "exec_sponsor_left_90d", "exec_sponsor_left_180d"):
+        champion |= _days(frame, column) > 0
+    return champion.astype(bool)
 
 
 def champion_status(frame: pd.DataFrame) -> pd.Series:

@@ -454,6 +454,7 @@ def test_working_columns_come_from_the_feature_frame():
     assert got["renewal_date"].tolist() == ["2026-11-23", "2027-01-07", None, None]
     assert got["days_to_renewal"].tolist()[:2] == [0.0, 45.0]
     assert got["last_csm_touch"].tolist() == [None, "2026-11-20", "2026-07-26", None]
+    assert got["champion_recent"].tolist() == [False, True, True, False]
     assert got["champion_status"].tolist() == [
         "No departure on record",
         "Champion left 63 days ago",
@@ -464,7 +465,8 @@ def test_working_columns_come_from_the_feature_frame():
 
 def test_working_columns_without_features_are_empty_not_guessed():
     got = working_columns(pd.Series(["A"]), None, run_date=RUN_DATE)
-    assert got.iloc[0].isna().all()
+    assert got.drop(columns="champion_recent").iloc[0].isna().all()
+    assert not got["champion_recent"].any()
 
 
 def test_csv_holds_the_working_columns(scored, features, tmp_path):
