@@ -668,7 +668,9 @@ def _csv(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("churn_probability", "expansion_probability"):
         out[column] = out[column].round(3)
     out["risk_change_points"] = (out["risk_change_points"] * 100).round(0)
-    return out
+    for column in ("churn_risk", "arr_at_risk_range", "change_since_last_run"):
+        out[column] = out[column].map(lambda v: v.replace("–", "-") if isinstance(v, str) else v)
+    return out  # plain hyphens: a spreadsheet opening the CSV as Latin-1 still reads "20-30%"
 
 
 def portfolio_summary(table: pd.DataFrame, changes: pd.DataFrame) -> dict[str, pd.DataFrame]:

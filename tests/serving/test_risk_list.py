@@ -495,6 +495,7 @@ def test_csv_holds_the_working_columns(scored, features, tmp_path):
     ):
         assert column in rows.columns, column
     assert set(rows["run_date"]) == {RUN_DATE.isoformat()}
+    assert rows["churn_risk"].str.fullmatch(r"<2%|>90%|\d+-\d+%").all()
     assert set(rows["renewal_date"]) == {"2026-12-23"}
     assert set(rows["last_csm_touch"]) == {"2026-11-16"}
     listed = rows["risk_tier"].isin(["high", "medium"])
