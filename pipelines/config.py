@@ -25,6 +25,7 @@ from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, va
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
 from serving.config import ServingConfig
+from serving.playbook import RiskListConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
@@ -68,6 +69,7 @@ class Settings(BaseModel):
     model: ModelConfig = ModelConfig()
     tracking: TrackingConfig = TrackingConfig()
     serving: ServingConfig = ServingConfig()
+    risk_list: RiskListConfig = RiskListConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
 

@@ -40,7 +40,7 @@ from pipelines.reporting import realised_by_champion
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
 from serving.lookahead import check_lookahead
-from serving.risk_list import write_risk_lists
+from serving.risk_list import ListOptions, write_risk_lists
 from serving.score import score_accounts
 from serving.writeback import read_previous, write_scores
 
@@ -382,7 +382,13 @@ def write_back(
 
 
 @task(name="risk-lists", cache_policy=NO_CACHE, **_IO_RETRIES)
-def risk_lists(connect: WarehouseFactory, scored: Any, run_date: date, settings: Settings) -> Any:
+def risk_lists(
+    connect: WarehouseFactory,
+    scored: Any,
+    run_date: date,
+    settings: Settings,
+    features: pd.DataFrame | None = None,
+) -> Any:
     with connect() as wh:
         previous = read_previous(
             wh,
@@ -390,9 +396,24 @@ def risk_lists(connect: WarehouseFactory, scored: Any, run_date: date, settings:
             before=run_date,
             tables=settings.serving.tables,
         )
-    changes = week_over_week(scored.predictions, previous, config=settings.serving)
+    changes = week_over_week(
+        scored.predictions, previous, config=settings.serving, bands=settings.risk_list.risk_bands
+    )
     out_dir = settings.risk_list_dir / run_date.isoformat()
-    return write_risk_lists(scored, changes, out_dir=out_dir, run_date=run_date)
+    options = ListOptions(
+        horizon_days=settings.features.labels.horizon_days,
+        tiers=settings.serving.tiers,
+        config=settings.risk_list,
+    )
+    return write_risk_lists(
+        scored,
+        changes,
+        out_dir=out_dir,
+        run_date=run_date,
+        features=features,
+        options=options,
+        previous=previous,
+    )
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -493,7 +514,7 @@ def weekly_score(
     drift = monitor(reference, features, churn[0], settings, run_date)
     meta = {"sources": report.available, "skipped": report.skipped}
     counts = write_back(connect, scored, settings, meta, started_at)
-    paths = risk_lists(connect, scored, run_date, settings)
+    paths = risk_lists(connect, scored, run_date, settings, features)
     return {
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),

@@ -3,10 +3,13 @@ the configured threshold, and churn reasons that were not there before."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from serving.config import ServingConfig
+from serving.playbook import band_edges, band_labels, risk_band_index
 from serving.reasons import feature_label
 
 CHANGE_COLUMNS = [
@@ -29,13 +32,19 @@ CHANGE_COLUMNS = [
 
 
 def week_over_week(
-    current: pd.DataFrame, previous: pd.DataFrame | None, *, config: ServingConfig
+    current: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    *,
+    config: ServingConfig,
+    bands: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """One row per account with at least one change (columns :data:`CHANGE_COLUMNS`), biggest
     probability moves first. Without a previous run there is nothing to compare: empty frame.
 
     ``probability_change`` is in probability points (0.12 = +12 points); an account absent from
-    the previous run counts as new on the list when its tier is a listed one."""
+    the previous run counts as new on the list when its tier is a listed one. With ``bands``
+    (``risk_list.risk_bands``) the text names the risk bands the lists show ("20–30% ->
+    50–70%"), else whole percentages that never read 0 % or 100 %."""
     if previous is None or previous.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CHANGE_COLUMNS})
     prev = previous.set_index("account_id")
@@ -57,7 +66,8 @@ def week_over_week(
     changed = merged["new_on_list"] | merged["risk_up"] | merged["risk_down"]
     changed |= merged["new_reasons"].notna() & merged["churn_tier"].isin(listed)
     out = merged[changed].copy()
-    out["change"] = _describe(out)
+    edges = None if bands is None else band_edges(bands, config.tiers)
+    out["change"] = _describe(out, edges)
     order = out["probability_change"].abs().fillna(np.inf)
     out = out.assign(_order=order).sort_values("_order", ascending=False, kind="stable")
     return out[CHANGE_COLUMNS].reset_index(drop=True)
@@ -83,8 +93,24 @@ def _new_reasons(merged: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=merged.index, dtype=object)
 
 
-def _describe(rows: pd.DataFrame) -> list[str]:
+def share(probability: float) -> str:
+    """A probability as a whole percentage that never reads as certain: "<1%", "36%", ">99%"."""
+    if probability < 0.005:
+        return "<1%"
+    if probability >= 0.995:
+        return ">99%"
+    return f"{probability:.0%}"
+
+
+def _describe(rows: pd.DataFrame, edges: np.ndarray | None = None) -> list[str]:
     """Plain-language summary per changed account."""
+    if edges is not None:
+        labels = band_labels(edges)
+
+        def shown(p: float) -> str:
+            return labels[int(risk_band_index(np.array([p]), edges)[0])]
+    else:
+        shown = share
     texts = []
     for row in rows.itertuples(index=False):
         parts = []
@@ -96,7 +122,7 @@ def _describe(rows: pd.DataFrame) -> list[str]:
             verb = "up" if row.risk_up else "down"
             parts.append(
                 f"risk {verb} {abs(row.probability_change) * 100:.0f} points "
-                f"({row.previous_probability:.0%} -> {row.churn_probability:.0%})"
+                f"({shown(row.previous_probability)} -> {shown(row.churn_probability)})"
             )
         if isinstance(row.new_reasons, str):
             parts.append(f"new reasons: {row.new_reasons}")

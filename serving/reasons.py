@@ -98,6 +98,58 @@ _CATEGORY_BY_GROUP = {
 }
 
 
+LEVER_CATEGORIES: tuple[str, ...] = (
+    "adoption",
+    "engagement",
+    "relationship",
+    "support",
+    "sentiment",
+)
+"""Reason categories a CSM can act on ("levers"); ``commercial`` (industry, size, term, tenure,
+ARR) is context: it explains the risk but no call changes it."""
+_CONTEXT_FRAGMENTS = ("health", "days_since_first_activity", "tenure")
+"""Features outside ``commercial`` that are still context: the exported health score (shown in
+its own column; a CSM moves it only through its inputs) and account age."""
+
+
+def is_lever(feature: str, category: str) -> bool:
+    """Whether a reason on ``feature`` of ``category`` names something a CSM can act on."""
+    name = feature.lower()
+    return category in LEVER_CATEGORIES and not any(f in name for f in _CONTEXT_FRAGMENTS)
+
+
+def split_reasons(reasons: pd.DataFrame, *, target: str = "churn") -> pd.DataFrame:
+    """Per account (index ``account_id``): the churn-raising reasons a CSM can act on
+    (``levers``, rank order, "; "-joined), those that are context (``context``), what lowers the
+    risk (``helps``), and the top lever's ``lever_feature`` and ``lever_category``.
+
+    A reason whose feature value is missing ("no data", "none on record") is dropped: the model
+    may lean on a gap in the data, but a gap is not something to tell a CSM to fix."""
+    rows = reasons[(reasons["target"] == target) & reasons["value"].notna()]
+    rows = rows.sort_values(["account_id", "rank"], kind="stable")
+    lever = np.array(
+        [is_lever(f, c) for f, c in zip(rows["feature"], rows["category"], strict=True)],
+        dtype=bool,
+    )
+    raises = (rows["direction"] == "raises").to_numpy()
+    levers = rows[raises & lever]
+    top = levers.groupby("account_id", sort=False).head(1).set_index("account_id")
+    return pd.DataFrame(
+        {
+            "levers": _join(levers),
+            "context": _join(rows[raises & ~lever]),
+            "helps": _join(rows[~raises]),
+            "lever_feature": top["feature"],
+            "lever_category": top["category"],
+            "lever_features": levers.groupby("account_id", sort=False)["feature"].agg("|".join),
+        }
+    ).rename_axis("account_id")
+
+
+def _join(rows: pd.DataFrame) -> pd.Series:
+    return rows.groupby("account_id", sort=False)["sentence"].agg("; ".join)
+
+
 def category_for(spec: FeatureSpecLike) -> str:
     """The taxonomy category of one feature: by what its name measures, else by its group."""
     name = spec.name.lower()
@@ -148,6 +200,21 @@ _LABELS = {
     "nps_latest": "latest NPS",
     "days_since_last_ebr_qbr": "days since last EBR/QBR",
     "last_ebr_qbr": "last EBR/QBR",
+    # usage quantities: plain words for what a CSM sees in the product (units of work done)
+    "quantity": "usage volume",
+    "quantity_mean": "average usage volume per action",
+    "quantity_max": "largest single usage volume",
+    "quantity_per_day": "usage volume per day",
+    "events": "product actions",
+    "events_prev": "product actions",
+    "events_per_day": "product actions per day",
+    "events_per_active_user": "product actions per active user",
+    "event_types": "product features used",
+    "stickiness": "stickiness (daily users / monthly users)",
+    "seat_utilization": "share of paid seats in use",
+    "active_days": "days with any use",
+    "median_hours_to_close": "median hours to close a ticket",
+    "ticket_csat": "ticket satisfaction (CSAT)",
 }
 
 
@@ -158,7 +225,7 @@ def feature_label(name: str) -> str:
         base, event_type = name.split("__", 1)
         what = _WINDOW.sub("", base)
         words = " ".join(w for w in event_type.split("_") if w)
-        return f"{words} {what}" if what == "events" else f"summed {what} of {words} events"
+        return f"{words} {what}" if what == "events" else f"usage volume of {words} events"
     core = _WINDOW.sub("", name)
     if core in _LABELS:
         return _LABELS[core]

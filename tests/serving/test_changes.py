@@ -56,3 +56,15 @@ def test_threshold_is_strict_and_configurable():
 def test_no_previous_run_means_no_changes():
     current = _frame([("a", 0.9, "high", "x")])
     assert week_over_week(current, None, config=ServingConfig()).empty
+
+
+def test_moves_read_in_the_lists_bands_and_never_as_certain():
+    previous = _frame([("a", 0.001, "low", ""), ("b", 0.12, "low", "")])
+    current = _frame([("a", 0.9991, "high", ""), ("b", 0.31, "high", "")])
+    plain = week_over_week(current, previous, config=ServingConfig()).set_index("account_id")
+    assert plain.loc["a", "change"].endswith("risk up 100 points (<1% -> >99%)")
+    banded = week_over_week(
+        current, previous, config=ServingConfig(), bands=[0.02, 0.05, 0.10, 0.20, 0.50, 0.90]
+    ).set_index("account_id")
+    assert banded.loc["a", "change"].endswith("(<2% -> >90%)")
+    assert banded.loc["b", "change"].endswith("risk up 19 points (10–15% -> 30–50%)")

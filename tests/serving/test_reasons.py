@@ -42,7 +42,7 @@ def _one(spec: Spec, value, **companions) -> str:
             {},
             "2 urgent (P1) tickets in the last 90 days",
         ),
-        (CATALOG["seat_utilization"], 0.456, {}, "Seat utilization is 46%"),
+        (CATALOG["seat_utilization"], 0.456, {}, "Share of paid seats in use is 46%"),
         (CATALOG["nps_score"], 6.0, {}, "NPS score is 6"),
         (CATALOG["nps_score"], np.nan, {}, "NPS score: no data"),
         (CATALOG["health_score"], 81.6, {}, "Health score is 82"),
@@ -138,7 +138,7 @@ def test_every_catalog_feature_gets_a_sentence_with_its_value():
         (
             "quantity_28d__win_opportunity",
             1250.0,
-            "Summed quantity of win opportunity events (last 28 days) is 1,250",
+            "Usage volume of win opportunity events (last 28 days) is 1,250",
         ),
     ],
 )
@@ -156,4 +156,4 @@ def test_a_mean_quantity_is_an_amount_not_a_percentage() -> None:
 
     spec = FEATURES["quantity_mean_90d"]
     got = sentences_for(spec, pd.Series([1.0]), pd.DataFrame({spec.name: [1.0]}))
-    assert got == ["Quantity mean (last 90 days) is 1"]
+    assert got == ["Average usage volume per action (last 90 days) is 1"]

@@ -4,23 +4,40 @@ names cut, private file modes."""
 
 from __future__ import annotations
 
+import re
 import stat
 from dataclasses import replace
 from datetime import datetime
+from html import unescape
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from serving.changes import week_over_week
-from serving.config import ServingConfig
+from serving.config import ServingConfig, TierConfig
+from serving.playbook import (
+    RiskListConfig,
+    band_edges,
+    band_labels,
+    next_steps,
+    risk_bands,
+    step_for,
+)
+from serving.reasons import is_lever, split_reasons
 from serving.risk_list import (
     NAME_CHARS,
+    ListOptions,
     _md,
+    _with_bands,
+    list_table,
     neutralise_formula,
     read_manifest,
+    short_money,
+    working_columns,
     write_risk_lists,
 )
-from serving.score import score_accounts
+from serving.score import churn_tier, score_accounts
 from tests.serving.conftest import CATALOG, RUN_DATE
 
 EVIL = "<script>alert(1)</script>"
@@ -228,3 +245,303 @@ def test_long_names_are_cut_in_lists_and_kept_whole_in_the_frame(scored, tmp_pat
     assert rows["account"].str.len().max() == NAME_CHARS
     assert "N" * NAME_CHARS not in paths.summary_html.read_text()
     assert frame.loc[0, "name"] == "N" * 100_000  # the data itself is untouched
+
+
+# --- risk shown honestly: bands aligned with tiers --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probability", "band"),
+    [
+        (0.0, "<2%"),
+        (1e-6, "<2%"),
+        (0.0199, "<2%"),
+        (0.02, "2–5%"),
+        (0.149, "10–15%"),
+        (0.15, "15–20%"),
+        (0.299, "20–30%"),
+        (0.30, "30–50%"),
+        (0.95, ">90%"),
+        (1.0, ">90%"),
+    ],
+)
+def test_risk_is_a_band_never_a_bare_zero_or_hundred(probability, band):
+    edges = ListOptions().edges  # default bands + tier thresholds 0.15 and 0.30
+    assert list(edges) == [0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50, 0.70, 0.90]
+    assert risk_bands(pd.Series([probability]), edges).tolist() == [band]
+
+
+def test_every_band_lies_inside_one_tier():
+    tiers = TierConfig(high=0.25, medium=0.12)
+    edges = band_edges([0.05, 0.2, 0.6], tiers)
+    p = np.linspace(0, 1, 2001)
+    tier = churn_tier(p, tiers)
+    band = risk_bands(pd.Series(p), edges)
+    assert band_labels(edges) == ["<5%", "5–12%", "12–20%", "20–25%", "25–60%", ">60%"]
+    assert (pd.Series(tier).groupby(band.to_numpy()).nunique() == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("arr", "probability", "shown"),
+    [
+        (622_000.0, 1e-6, "<$12.4k"),  # was "$1 at risk" on a red account
+        (100_000.0, 0.40, "$30k–50k"),
+        (80_000.0, 0.97, ">$72k"),
+        (9_000.0, 0.03, "$180–450"),
+        (2_500_000.0, 0.12, "$250k–375k"),
+    ],
+)
+def test_arr_at_risk_is_the_range_of_its_band(arr, probability, shown):
+    frame = pd.DataFrame({"churn_probability": [probability], "arr": [arr]})
+    assert _with_bands(frame, ListOptions().edges)["arr_at_risk_range"].tolist() == [shown]
+
+
+def test_short_money():
+    assert [short_money(v) for v in (950, 12_400, 1_234_567, -5_000)] == [
+        "$950",
+        "$12.4k",
+        "$1.23M",
+        "-$5k",
+    ]
+
+
+def test_html_shows_bands_tiers_and_horizon(scored, tmp_path):
+    options = ListOptions(horizon_days=90)
+    paths = write_risk_lists(
+        scored, pd.DataFrame(), out_dir=tmp_path, run_date=RUN_DATE, options=options
+    )
+    html = "".join(p.read_text() for p in paths.csm_html.values())
+    assert "within the next <b>90 days</b>" in html
+    bands = [unescape(b) for b in re.findall(r'<span class="band">([^<]*)</span>', html)]
+    assert len(bands) == len(scored.predictions)
+    assert not {"0%", "100%"} & set(bands)
+    assert set(bands) <= set(band_labels(options.edges))
+    cells = re.findall(r'<span class="tier tier-(\w+)">\w+</span> <span class="band">([^<]*)', html)
+    assert len(cells) == len(bands)
+    for tier, band in map(lambda c: (c[0], unescape(c[1])), cells):  # lower edge -> tier
+        low = 0.0 if band.startswith("<") else float(band.strip(">%").split("–")[0]) / 100
+        assert tier == churn_tier(np.array([low + 1e-9]), options.tiers)[0]
+
+
+# --- levers vs context, the playbook ----------------------------------------------------------
+
+
+def _reason(account, direction, rank, feature, category, value, sentence):
+    return {
+        "account_id": account,
+        "target": "churn",
+        "direction": direction,
+        "rank": rank,
+        "feature": feature,
+        "category": category,
+        "value": value,
+        "contribution": 0.5 if direction == "raises" else -0.5,
+        "sentence": sentence,
+    }
+
+
+REASONS = pd.DataFrame(
+    [
+        _reason("A", "raises", 1, "industry", "commercial", "logistics", "Industry: logistics"),
+        _reason("A", "raises", 2, "nps_latest", "sentiment", None, "Latest NPS: no data"),
+        _reason("A", "raises", 3, "p1_tickets_90d", "support", "4", "4 urgent (P1) tickets"),
+        _reason("A", "raises", 4, "health_score", "sentiment", "35", "Health score is 35"),
+        _reason("A", "raises", 5, "active_users_28d", "adoption", "3", "3 active users"),
+        _reason("A", "lowers", 1, "csm_touches_90d", "engagement", "9", "9 CSM touches"),
+        _reason("B", "raises", 1, "contract_term_days", "commercial", "365", "Term: 365 days"),
+        _reason("B", "raises", 2, "days_since_champion_left", "relationship", None, "none"),
+        _reason("C", "raises", 1, "exec_sponsor_left_90d", "relationship", "1", "Sponsor left"),
+        _reason(
+            "C",
+            "raises",
+            1,
+            "tickets_90d",
+            "support",
+            "2",
+            "2 tickets",
+        ),
+    ]
+).iloc[:-1]  # C's second row would be a rank clash; reasons hold one feature per rank
+REASONS.loc[len(REASONS)] = _reason("C", "raises", 2, "tickets_90d", "support", "2", "2 tickets")
+REASONS.loc[len(REASONS)] = _reason("X", "raises", 1, "tickets_90d", "support", "2", "expansion")
+REASONS.loc[len(REASONS) - 1, "target"] = "expansion"
+
+
+def test_reasons_split_into_levers_context_and_what_helps():
+    split = split_reasons(REASONS)
+    assert sorted(split.index) == ["A", "B", "C"]  # the expansion reason is not a churn reason
+    a, b, c = (split.loc[k] for k in "ABC")
+    assert a["levers"] == "4 urgent (P1) tickets; 3 active users"
+    assert a["context"] == "Industry: logistics; Health score is 35"
+    assert a["helps"] == "9 CSM touches"
+    assert (a["lever_feature"], a["lever_category"]) == ("p1_tickets_90d", "support")
+    assert b["context"] == "Term: 365 days"
+    assert pd.isna(b["levers"]) and pd.isna(b["lever_category"])  # "no data" is never a reason
+    assert c["levers"] == "Sponsor left; 2 tickets"
+    assert c["lever_features"] == "exec_sponsor_left_90d|tickets_90d"
+
+
+@pytest.mark.parametrize(
+    ("feature", "category", "lever"),
+    [
+        ("industry", "commercial", False),
+        ("employees", "commercial", False),
+        ("contract_term_days", "commercial", False),
+        ("tenure_days", "commercial", False),
+        ("days_since_first_activity", "adoption", False),
+        ("health_score_change_30d", "sentiment", False),
+        ("active_users_change_28d", "adoption", True),
+        ("days_since_last_csm_touch", "engagement", True),
+        ("champion_left_90d", "relationship", True),
+        ("p1_tickets_90d", "support", True),
+        ("nps_latest", "sentiment", True),
+    ],
+)
+def test_what_counts_as_a_lever(feature, category, lever):
+    assert is_lever(feature, category) is lever
+
+
+def test_each_listed_account_gets_one_next_step_from_its_top_lever():
+    config = RiskListConfig()
+    split = split_reasons(REASONS)
+    predictions = pd.DataFrame(
+        {"account_id": ["A", "B", "C", "D"], "churn_tier": ["high", "medium", "high", "low"]}
+    )
+    steps = next_steps(predictions, split[["lever_feature", "lever_category"]], config)
+    assert steps.tolist() == [
+        config.playbook["support"],  # A's top lever: urgent tickets
+        config.default_next_step,  # B has context only
+        "Re-establish the executive sponsor",  # a feature fragment wins over "relationship"
+        None,  # low risk: no step asked
+    ]
+
+
+def test_playbook_is_configurable_and_checked():
+    config = RiskListConfig(playbook={"support": "Escalate to the support lead"})
+    assert step_for("tickets_90d", "support", config) == "Escalate to the support lead"
+    assert step_for("active_users_28d", "adoption", config) == config.default_next_step
+    assert step_for("days_since_champion_left", "relationship", config).startswith("Find")
+    with pytest.raises(ValueError, match=r"unknown lever categories \['commercial'\]"):
+        RiskListConfig(playbook={"commercial": "Offer a discount"})
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        RiskListConfig(risk_bands=[0.0, 0.5])
+
+
+def test_settings_load_the_playbook_from_the_default_config():
+    from pipelines.config import load_settings
+
+    settings = load_settings()
+    assert settings.risk_list.playbook["adoption"].startswith("Run an adoption workshop")
+    assert settings.risk_list.risk_bands == [0.02, 0.05, 0.10, 0.20, 0.50, 0.70, 0.90]
+
+
+# --- working columns ---------------------------------------------------------------------------
+
+
+def test_working_columns_come_from_the_feature_frame():
+    features = pd.DataFrame(
+        {
+            "account_id": ["A", "B", "C"],
+            "as_of": pd.Timestamp("2026-11-23"),
+            "days_to_next_renewal": [45.0, np.nan, 0.0],
+            "days_since_last_csm_touch": [3.0, 120.0, np.nan],
+            "days_since_champion_left": [63.0, np.nan, np.nan],
+            "champion_left_180d": [1.0, 0.0, 0.0],
+            "exec_sponsor_left_90d": [0.0, 1.0, 0.0],
+        }
+    )
+    got = working_columns(pd.Series(["C", "A", "B", "Z"]), features)
+    assert got["renewal_date"].tolist() == ["2026-11-23", "2027-01-07", None, None]
+    assert got["days_to_renewal"].tolist()[:2] == [0.0, 45.0]
+    assert got["last_csm_touch"].tolist() == [None, "2026-11-20", "2026-07-26", None]
+    assert got["champion_recent"].tolist() == [False, True, True, False]
+    assert got["champion_status"].tolist() == [
+        "No departure on record",
+        "Champion left 63 days ago",
+        "Exec sponsor left in the last 90 days",
+        "No departure on record",
+    ]
+
+
+def test_working_columns_without_features_are_empty_not_guessed():
+    got = working_columns(pd.Series(["A"]), None, run_date=RUN_DATE)
+    assert got.drop(columns="champion_recent").iloc[0].isna().all()
+    assert not got["champion_recent"].any()
+
+
+def test_csv_holds_the_working_columns(scored, features, tmp_path):
+    frame = features.head(60).assign(
+        days_to_next_renewal=30.0, days_since_last_csm_touch=7.0, champion_left_180d=0.0
+    )
+    paths = write_risk_lists(
+        scored, pd.DataFrame(), out_dir=tmp_path, run_date=RUN_DATE, features=frame
+    )
+    rows = pd.concat(pd.read_csv(p) for p in paths.csm_csv.values())
+    for column in (
+        "run_date",
+        "csm_owner",
+        "renewal_date",
+        "days_to_renewal",
+        "last_csm_touch",
+        "champion_status",
+        "health_color",
+        "arr",
+        "churn_risk",
+        "arr_at_risk_range",
+        "change_since_last_run",
+        "risk_change_points",
+        "next_step",
+        "context",
+    ):
+        assert column in rows.columns, column
+    assert set(rows["run_date"]) == {RUN_DATE.isoformat()}
+    assert rows["churn_risk"].str.fullmatch(r"<2%|>90%|\d+-\d+%").all()
+    assert set(rows["renewal_date"]) == {"2026-12-23"}
+    assert set(rows["last_csm_touch"]) == {"2026-11-16"}
+    listed = rows["risk_tier"].isin(["high", "medium"])
+    assert (
+        rows.loc[listed, "next_step"].notna().all() and rows.loc[~listed, "next_step"].isna().all()
+    )
+    assert not rows["why_at_risk"].fillna("").str.contains("no data|none on record").any()
+
+
+# --- holdouts (csmloop sets ``holdout`` on the scored frame) ----------------------------------
+
+
+def test_held_out_accounts_stay_off_the_csm_lists(scored, tmp_path):
+    frame = scored.predictions.assign(holdout=scored.predictions.index % 4 == 1)
+    held = set(frame.loc[frame["holdout"], "account_id"])
+    paths = write_risk_lists(
+        replace(scored, predictions=frame), pd.DataFrame(), out_dir=tmp_path, run_date=RUN_DATE
+    )
+    listed = pd.concat(pd.read_csv(p, dtype=str) for p in paths.csm_csv.values())
+    assert len(listed) == len(frame) - len(held) and not held & set(listed["account_id"])
+    pages = "".join(p.read_text() for p in paths.csm_html.values())
+    assert not [a for a in held if f'id="acct-{a}"' in pages]
+    arr = frame.loc[frame["holdout"], "arr"].sum()
+    md = paths.summary_md.read_text()
+    assert f"{len(held):,} accounts, ${arr:,.0f} ARR" in md
+    assert "Held out for measurement" in paths.summary_html.read_text()
+
+
+def test_no_holdout_column_means_nobody_is_held_out(scored):
+    table = list_table(scored.predictions, pd.DataFrame())
+    assert not table["holdout"].any()
+
+
+def test_change_since_last_week_for_every_account_scored_both_times(scored):
+    before = scored.predictions.head(40).assign(
+        churn_probability=scored.predictions["churn_probability"].head(40) - 0.01
+    )
+    table = list_table(scored.predictions, pd.DataFrame(), previous=before)
+    known = table["account_id"].isin(before["account_id"])
+    assert table.loc[known, "risk_change"].round(6).eq(0.01).all()
+    assert table.loc[~known, "risk_change"].isna().all()
+    from serving.risk_list import _points
+
+    assert [_points(v) for v in (0.012, -0.03, 0.001, None)] == [
+        "▲ 1 pt",
+        "▼ 3 pts",
+        "no change",
+        "",
+    ]
