@@ -23,7 +23,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from features.sources import staging_view
+from features.config import WarehouseConfig
+from features.sources import create_staging_view, locate_sources, staging_view
 from features.warehouse import Warehouse, quote_ident
 from serving.report import Section, Table
 
@@ -33,8 +34,9 @@ SIGNAL_COLUMNS = ("seat_overage", "seat_overage_share", "cross_sell_product", "c
 
 def seat_overage(features: pd.DataFrame) -> pd.DataFrame:
     """``account_id, seat_overage, seat_overage_share`` from the feature frame (one as_of)."""
-    users = pd.to_numeric(features["active_users_28d"], errors="coerce")
-    seats = pd.to_numeric(features["seats"], errors="coerce")
+    nothing = pd.Series(float("nan"), index=features.index)
+    users = pd.to_numeric(features.get("active_users_28d", nothing), errors="coerce")
+    seats = pd.to_numeric(features.get("seats", nothing), errors="coerce")
     known = users.notna() & seats.notna() & (seats > 0)
     over = (users - seats).clip(lower=0).where(known)
     return pd.DataFrame(
@@ -56,6 +58,16 @@ def products_in_force(wh: Warehouse, as_of: datetime) -> pd.DataFrame:
         "AND (end_date IS NULL OR CAST(end_date AS TIMESTAMP) > ?) ORDER BY account_id, product",
         [as_of, as_of],
     )
+
+
+def staged_products_in_force(
+    wh: Warehouse, config: WarehouseConfig, *, as_of: datetime, reference_time: datetime
+) -> pd.DataFrame:
+    """:func:`products_in_force` on a connection of its own: stages ``contracts`` alone (with
+    the run's exclusions), for a task that runs after the run validated its sources."""
+    sources = locate_sources(config)
+    create_staging_view(wh, sources["contracts"], sources=sources, reference_time=reference_time)
+    return products_in_force(wh, as_of)
 
 
 def cross_sell(

@@ -23,10 +23,16 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+from features.warehouse import Warehouse, qualified
+
+if TYPE_CHECKING:  # the report's types; imported where used, so loading the config stays light
+    from serving.report import Section
 
 HOLDOUT_COLUMN = "holdout"
 HOLDOUTS_SCHEMA: dict[str, str] = {
@@ -231,3 +237,88 @@ def _z(level: float) -> float:
     from scipy.stats import norm
 
     return float(norm.ppf(1 - (1 - level) / 2))
+
+
+# --- reading and reporting ---------------------------------------------------------------------
+
+
+def read_holdouts(wh: Warehouse, *, schema: str, table: str = "list_holdouts") -> pd.DataFrame:
+    """Every recorded flagged account and its group (empty when nothing was recorded yet)."""
+    if not wh.table_exists(table, schema):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in HOLDOUTS_SCHEMA})
+    frame = wh.query(f"SELECT * FROM {qualified(table, schema)} ORDER BY run_date, account_id")
+    frame["run_date"] = pd.to_datetime(frame["run_date"])
+    return frame
+
+
+def holdout_outcomes(holdouts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Recorded flags joined to their labels (``features.labels.build_labels`` at the run dates'
+    ``as_of``): ``churned`` NA where the label has not matured or is missing."""
+    flags = holdouts.assign(
+        account_id=holdouts["account_id"].astype(str),
+        as_of=pd.to_datetime(holdouts["run_date"]).astype("datetime64[us]"),
+    )
+    lab = labels[["account_id", "as_of", "churned", "churned_arr"]].assign(
+        account_id=labels["account_id"].astype(str),
+        as_of=pd.to_datetime(labels["as_of"]).astype("datetime64[us]"),
+    )
+    out = flags.merge(lab, on=["account_id", "as_of"], how="left").drop(columns="as_of")
+    out["churned"] = out["churned"].astype("boolean")
+    return out
+
+
+def uplift_section(outcomes: pd.DataFrame | None, *, horizon_days: int, seed: int = 0) -> Section:
+    """The report section: does the list work? Listed vs held-out churn with intervals."""
+    from serving.report import Section, Table
+
+    section = Section("Does acting on the list save accounts? (holdout uplift)", "uplift")
+    if outcomes is None or outcomes.empty or not outcomes["holdout"].astype(bool).any():
+        section.missing = (
+            "No holdout recorded yet: set serving.holdout.share (e.g. 0.10) to keep a random "
+            "tenth of flagged accounts off the list and measure what the list is worth."
+        )
+        return section
+    try:
+        u = estimate_uplift(outcomes, seed=seed)
+    except ValueError:
+        waiting = int(first_flags(outcomes)["account_id"].nunique())
+        section.missing = (
+            f"{waiting} flagged account(s) recorded, listed or held out; their {horizon_days}-day "
+            "outcomes have not matured yet in both groups."
+        )
+        return section
+    verdict = (
+        "The list made a measurable difference"
+        if u.interval[0] > 0
+        else "Held-out accounts churned less: look at what the list asks CSMs to do"
+        if u.interval[1] < 0
+        else "No difference can be told apart from chance yet"
+    )
+    section.notes.append(
+        f"{verdict}. Of the flagged accounts whose {horizon_days}-day outcome is known (each "
+        f"counted once, at its first flag), {u.churned_listed} of {u.n_listed} listed churned "
+        f"({u.rate_listed:.0%}) against {u.churned_holdout} of {u.n_holdout} held out "
+        f"({u.rate_holdout:.0%}). Uplift = held-out rate minus listed rate: "
+        f"{u.difference:+.1%} ({u.level:.0%} interval {u.interval[0]:+.1%} to "
+        f"{u.interval[1]:+.1%}); applied to the listed accounts, about "
+        f"{u.saved_accounts:.1f} account(s) and ${u.saved_arr:,.0f} ARR saved."
+    )
+    rows = [
+        _group_row("Listed (worked by CSMs)", u.n_listed, u.rate_listed, u.arr_listed,
+                   u.arr_rate_listed),
+        _group_row("Held out (not listed)", u.n_holdout, u.rate_holdout, u.arr_holdout,
+                   u.arr_rate_holdout),
+        {"cells": ["Uplift (held out - listed)", "", _interval(u.difference, u.interval), "",
+                   _interval(u.arr_difference, u.arr_interval)]},
+    ]  # fmt: skip
+    columns = ["Group", "Accounts", "Churn rate", "ARR at flag", "Churned ARR share"]
+    section.tables.append(Table(columns, rows, caption="Flagged accounts by group"))
+    return section
+
+
+def _group_row(label: str, n: int, rate: float, arr: float, arr_rate: float) -> dict:
+    return {"cells": [label, f"{n:,}", f"{rate:.1%}", f"${arr:,.0f}", f"{arr_rate:.1%}"]}
+
+
+def _interval(point: float, interval: tuple[float, float]) -> str:
+    return f"{point:+.1%} ({interval[0]:+.1%} to {interval[1]:+.1%})"

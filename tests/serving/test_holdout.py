@@ -177,3 +177,75 @@ def test_uplift_needs_both_groups() -> None:
     flags = _predictions(5, 0, 0).assign(holdout=False, churned=True, churned_arr=1.0)
     with pytest.raises(ValueError, match="listed 5, held out 0"):
         estimate_uplift(flags)
+
+
+def _scored(day: date, predictions: pd.DataFrame):
+    from serving.score import Scored
+    from serving.writeback import PREDICTIONS_SCHEMA, REASONS_SCHEMA
+
+    frame = predictions.assign(run_date=pd.Timestamp(day))
+    for column in PREDICTIONS_SCHEMA:
+        if column not in frame:
+            frame[column] = None
+    reasons = pd.DataFrame({c: pd.Series(dtype=object) for c in REASONS_SCHEMA})
+    return Scored(frame, reasons, day, "snap", {"churn": "churn v1"})
+
+
+def test_list_holdouts_are_written_with_the_predictions_and_replaced_on_rerun(duck) -> None:
+    from serving.config import ServingConfig
+    from serving.holdout import read_holdouts
+    from serving.writeback import write_scores
+
+    config = ServingConfig(holdout=TEN)
+    day = date(2026, 11, 16)
+    drawn = assign_holdout(_predictions(), config=TEN, flagged_tiers=["high"])
+    counts = write_scores(duck, _scored(day, drawn), schema="out", run_meta={}, config=config)
+    assert counts["out.list_holdouts"] == 40
+    stored = read_holdouts(duck, schema="out")
+    assert stored["holdout"].sum() == 4
+    assert set(stored.loc[stored["holdout"], "account_id"]) == set(
+        drawn.loc[drawn["holdout"], "account_id"]
+    )
+    fewer = assign_holdout(_predictions(n_high=10), config=TEN, flagged_tiers=["high"])
+    write_scores(duck, _scored(day, fewer), schema="out", run_meta={}, config=config)
+    again = read_holdouts(duck, schema="out")
+    assert len(again) == 10 and again["holdout"].sum() == 1  # the run date replaced, not added
+    pk = duck.query(
+        "SELECT constraint_type FROM information_schema.table_constraints "
+        "WHERE table_schema = 'out' AND table_name = 'list_holdouts'"
+    )
+    assert "PRIMARY KEY" in pk["constraint_type"].tolist()
+
+
+def test_holdout_outcomes_join_labels_at_the_run_date_and_the_section_reads_plainly() -> None:
+    from serving.holdout import holdout_outcomes, uplift_section
+
+    holdouts = pd.DataFrame(
+        {
+            "run_date": pd.to_datetime(["2026-01-05"] * 4 + ["2026-01-12"]),
+            "account_id": ["a", "b", "c", "d", "e"],
+            "holdout": [True, True, False, False, False],
+            "arr": [100.0, 200.0, 300.0, 400.0, 500.0],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d", "e"],
+            "as_of": pd.to_datetime(["2026-01-05"] * 4 + ["2026-01-05"]),  # e: other date
+            "churned": pd.array([True, False, False, False, True], dtype="boolean"),
+            "churned_arr": [100.0, 0.0, 0.0, 0.0, 500.0],
+        }
+    )
+    out = holdout_outcomes(holdouts, labels)
+    assert out["churned"].tolist()[:4] == [True, False, False, False]
+    assert pd.isna(out["churned"].iloc[4])  # no label at e's run date: not matured
+    section = uplift_section(out, horizon_days=90)
+    assert (
+        "1 of 2 held out (50%)" in section.notes[0] and "0 of 2 listed churned" in section.notes[0]
+    )
+    assert section.tables[0].rows[0]["cells"][:3] == ["Listed (worked by CSMs)", "2", "0.0%"]
+    assert "No holdout recorded" in uplift_section(None, horizon_days=90).missing
+    only_listed = out.assign(holdout=False)
+    assert "No holdout recorded" in uplift_section(only_listed, horizon_days=90).missing
+    unmatured = out.assign(churned=pd.array([pd.NA] * 5, dtype="boolean"))
+    assert "not matured yet" in uplift_section(unmatured, horizon_days=90).missing
