@@ -294,14 +294,24 @@ def uplift_section(outcomes: pd.DataFrame | None, *, horizon_days: int, seed: in
         if u.interval[1] < 0
         else "No difference can be told apart from chance yet"
     )
+    saved = (
+        f"applied to the listed accounts, about {u.saved_accounts:.1f} account(s) and "
+        f"${u.saved_arr:,.0f} ARR saved"
+        if u.saved_accounts > 0 and u.saved_arr > 0
+        else "by this estimate the list has saved nothing yet"
+    )
+    section.notes.append(
+        "Flagged accounts are those the model put in a listed risk tier; a random share of them "
+        "is held out (kept off the CSMs' lists, otherwise treated alike) so that the two groups "
+        "can be compared."
+    )
     section.notes.append(
         f"{verdict}. Of the flagged accounts whose {horizon_days}-day outcome is known (each "
         f"counted once, at its first flag), {u.churned_listed} of {u.n_listed} listed churned "
         f"({u.rate_listed:.0%}) against {u.churned_holdout} of {u.n_holdout} held out "
         f"({u.rate_holdout:.0%}). Uplift = held-out rate minus listed rate: "
         f"{u.difference:+.1%} ({u.level:.0%} interval {u.interval[0]:+.1%} to "
-        f"{u.interval[1]:+.1%}); applied to the listed accounts, about "
-        f"{u.saved_accounts:.1f} account(s) and ${u.saved_arr:,.0f} ARR saved."
+        f"{u.interval[1]:+.1%}); {saved}."
     )
     rows = [
         _group_row("Listed (worked by CSMs)", u.n_listed, u.rate_listed, u.arr_listed,

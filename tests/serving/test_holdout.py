@@ -240,9 +240,9 @@ def test_holdout_outcomes_join_labels_at_the_run_date_and_the_section_reads_plai
     assert out["churned"].tolist()[:4] == [True, False, False, False]
     assert pd.isna(out["churned"].iloc[4])  # no label at e's run date: not matured
     section = uplift_section(out, horizon_days=90)
-    assert (
-        "1 of 2 held out (50%)" in section.notes[0] and "0 of 2 listed churned" in section.notes[0]
-    )
+    text = section.notes[1]  # ARR: held out 100 of 300 churned, listed 0 of 700: 1/3 x 700
+    assert "1 of 2 held out (50%)" in text and "0 of 2 listed churned" in text
+    assert "about 1.0 account(s) and $233 ARR saved" in text
     assert section.tables[0].rows[0]["cells"][:3] == ["Listed (worked by CSMs)", "2", "0.0%"]
     assert "No holdout recorded" in uplift_section(None, horizon_days=90).missing
     only_listed = out.assign(holdout=False)
