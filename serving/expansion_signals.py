@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
 from features.config import WarehouseConfig
@@ -92,29 +91,23 @@ def cross_sell(
     stats = stats.join(sizes, on="segment").reset_index()
     stats["share"] = stats["holders"] / stats["n_segment"]
     candidates = stats[(stats["share"] >= min_share) & (stats["addon"] >= min_addon_share)]
-    candidates = candidates.sort_values(["segment", "share", "product"], ascending=[1, 0, 1])
-    owned = set(zip(held["account_id"], held["product"], strict=True))
-    rows = []
-    for account, segment in zip(seg["account_id"], seg["segment"], strict=True):
-        offer = candidates[_same(candidates["segment"], segment)]
-        missing = [
-            (p, s)
-            for p, s in zip(offer["product"], offer["share"], strict=True)
-            if (account, p) not in owned
-        ]
-        product, share = missing[0] if missing else (None, np.nan)
-        rows.append((account, product, share))
-    return pd.DataFrame(
-        {
-            "account_id": [r[0] for r in rows],
-            "cross_sell_product": pd.Series([r[1] for r in rows], dtype=object),
-            "cross_sell_share": [r[2] for r in rows],
-        }
+    offers = seg.merge(
+        candidates[["segment", "product", "share"]], on="segment", how="inner", sort=False
     )
-
-
-def _same(column: pd.Series, value: object) -> pd.Series:
-    return column.isna() if pd.isna(value) else column == value
+    owned = held[["account_id", "product"]].assign(_owned=True)
+    offers = offers.merge(owned, on=["account_id", "product"], how="left")
+    offers = offers[offers["_owned"].isna()].sort_values(
+        ["account_id", "share", "product"], ascending=[True, False, True], kind="stable"
+    )
+    best = offers.drop_duplicates("account_id", keep="first").set_index("account_id")
+    out = pd.DataFrame({"account_id": seg["account_id"].to_numpy()})
+    product = out["account_id"].map(best["product"])
+    return out.assign(
+        cross_sell_product=pd.Series(product.to_numpy(dtype=object), dtype=object).where(
+            product.notna().to_numpy(), None
+        ),
+        cross_sell_share=out["account_id"].map(best["share"]).to_numpy(dtype=float),
+    )
 
 
 def add_expansion_signals(
