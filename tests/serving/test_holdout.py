@@ -3,6 +3,7 @@ estimate finds no effect where the demo has none and finds an injected save effe
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import numpy as np
@@ -191,7 +192,7 @@ def _scored(day: date, predictions: pd.DataFrame):
     return Scored(frame, reasons, day, "snap", {"churn": "churn v1"})
 
 
-def test_list_holdouts_are_written_with_the_predictions_and_replaced_on_rerun(duck) -> None:
+def _assert_written_and_replaced(wh, schema: str) -> None:
     from serving.config import ServingConfig
     from serving.holdout import read_holdouts
     from serving.writeback import write_scores
@@ -199,22 +200,36 @@ def test_list_holdouts_are_written_with_the_predictions_and_replaced_on_rerun(du
     config = ServingConfig(holdout=TEN)
     day = date(2026, 11, 16)
     drawn = assign_holdout(_predictions(), config=TEN, flagged_tiers=["high"])
-    counts = write_scores(duck, _scored(day, drawn), schema="out", run_meta={}, config=config)
-    assert counts["out.list_holdouts"] == 40
-    stored = read_holdouts(duck, schema="out")
+    counts = write_scores(wh, _scored(day, drawn), schema=schema, run_meta={}, config=config)
+    assert counts[f"{schema}.list_holdouts"] == 40
+    stored = read_holdouts(wh, schema=schema)
     assert stored["holdout"].sum() == 4
     assert set(stored.loc[stored["holdout"], "account_id"]) == set(
         drawn.loc[drawn["holdout"], "account_id"]
     )
     fewer = assign_holdout(_predictions(n_high=10), config=TEN, flagged_tiers=["high"])
-    write_scores(duck, _scored(day, fewer), schema="out", run_meta={}, config=config)
-    again = read_holdouts(duck, schema="out")
+    write_scores(wh, _scored(day, fewer), schema=schema, run_meta={}, config=config)
+    again = read_holdouts(wh, schema=schema)
     assert len(again) == 10 and again["holdout"].sum() == 1  # the run date replaced, not added
-    pk = duck.query(
+    pk = wh.query(
         "SELECT constraint_type FROM information_schema.table_constraints "
-        "WHERE table_schema = 'out' AND table_name = 'list_holdouts'"
+        "WHERE table_schema = ? AND table_name = 'list_holdouts'",
+        [schema],
     )
     assert "PRIMARY KEY" in pk["constraint_type"].tolist()
+
+
+def test_list_holdouts_are_written_with_the_predictions_and_replaced_on_rerun(duck) -> None:
+    _assert_written_and_replaced(duck, "out")
+
+
+@pytest.mark.postgres
+def test_list_holdouts_are_written_and_replaced_on_postgres(pg) -> None:
+    schema = f"h_{uuid.uuid4().hex[:10]}"
+    try:
+        _assert_written_and_replaced(pg, schema)
+    finally:
+        pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_holdout_outcomes_join_labels_at_the_run_date_and_the_section_reads_plainly() -> None:
