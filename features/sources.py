@@ -291,7 +291,7 @@ CONTRACT: dict[str, TableSpec] = {
             description="why churned customers say they left (exit interviews, CRM loss "
             "reasons); read by the report only, never a model input",
             event_time_columns=("recorded_at",),
-            feature_group="churn-reason report (never model)",
+            feature_group="churn-reason report",
             columns=(
                 _c("account_id", "id", "the account that churned"),
                 _c("recorded_at", "timestamp", "when the reason was recorded"),
