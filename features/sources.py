@@ -285,6 +285,34 @@ CONTRACT: dict[str, TableSpec] = {
                 _c("verified_at", "timestamp", "when the outcome was verified"),
             ),
         ),
+        TableSpec(
+            "churn_reasons",
+            required=False,
+            description="why churned customers say they left (exit interviews, CRM loss "
+            "reasons); read by the report only, never a model input",
+            event_time_columns=("recorded_at",),
+            feature_group="churn-reason report",
+            columns=(
+                _c("account_id", "id", "the account that churned"),
+                _c("recorded_at", "timestamp", "when the reason was recorded"),
+                _c(
+                    "reason_category",
+                    "text",
+                    "stated reason, one of the taxonomy in docs/data-contract.md",
+                    allowed=(
+                        "adoption",
+                        "relationship",
+                        "support",
+                        "budget",
+                        "product_fit",
+                        "competitor",
+                        "business_change",
+                        "other",
+                    ),
+                ),
+                _c("reason_text", "text", "free text: the interview note", nullable=True),
+            ),
+        ),
     )
 }
 

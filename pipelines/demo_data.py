@@ -1,6 +1,6 @@
 """The demo warehouse: a synthetic B2B SaaS business with a hidden state that drives churn.
 
-``generate_demo`` returns the nine contract tables (``features.sources.CONTRACT`` names and
+``generate_demo`` returns the ten contract tables (``features.sources.CONTRACT`` names and
 columns) and, apart from them, the ground truth (latent state, every renewal decision and its
 drivers, summary rates). ``write_demo`` loads both into a warehouse; ``write_demo_parquet``
 writes the contract tables as Parquet. The generative story is in ``docs/demo-data.md``.
@@ -22,7 +22,7 @@ import pandas as pd
 
 from features.sources import CONTRACT
 from features.warehouse import Warehouse, quote_ident
-from pipelines import demo_health, demo_signals
+from pipelines import demo_health, demo_reasons, demo_signals
 from pipelines.demo_contracts import ContractBook, simulate_contracts
 from pipelines.demo_signals import Panels
 from pipelines.demo_world import (
@@ -123,6 +123,9 @@ def generate_block(
     outcomes = demo_signals.verified_outcomes(rng, acc, book, pan, cal)
     panel = demo_health.health_panel(acc, pan, tickets, touch, surveys, cal)
     health, exported = demo_health.health_rows(rng, panel, cal)
+    # stated churn reasons have their own stream too: every other table is as it was without them
+    reasons_rng = np.random.default_rng([seed, 3, block])
+    reasons = demo_reasons.stated_reasons(reasons_rng, book.renewals, acc, cal)
     ids = np.array([f"ACC-{k:05d}" for k in acc.number], dtype=object)
     tables = {
         "accounts": _accounts_table(rng, acc, ids, cal),
@@ -138,6 +141,7 @@ def generate_block(
         "health_scores": _health_table(health, ids, cal),
         "verified_outcomes": _with_time(outcomes, ids, cal, "verified_at")[
             ["account_id", "verified_at"]],
+        "churn_reasons": _reasons_table(reasons, ids, cal),
     }  # fmt: skip
     truth = {
         "accounts": _truth_accounts(acc, lat, book, pan, ids, cal),
@@ -254,6 +258,16 @@ def _local(utc: np.ndarray, zones: np.ndarray, *, missing: np.ndarray | None = N
     if missing is not None:
         out[missing] = None
     return pd.Series(out, dtype=object)
+
+
+def _reasons_table(reasons: pd.DataFrame, ids: np.ndarray, cal: Calendar) -> pd.DataFrame:
+    out = _with_time(reasons, ids, cal, "recorded_at")
+    return pd.DataFrame({
+        "account_id": out["account_id"],
+        "recorded_at": out["recorded_at"],
+        "reason_category": pd.array(out["reason_category"].to_numpy(), dtype="str"),
+        "reason_text": pd.array(out["reason_text"].to_numpy(), dtype="str"),
+    })  # fmt: skip
 
 
 def _health_table(health: pd.DataFrame, ids: np.ndarray, cal: Calendar) -> pd.DataFrame:

@@ -13,6 +13,7 @@ types, not strings naming them.
 """
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +40,8 @@ from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.reporting import realised_by_champion
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
+from serving.expansion_signals import add_expansion_signals, staged_products_in_force
+from serving.holdout import assign_holdout
 from serving.lookahead import check_lookahead
 from serving.risk_list import ListOptions, write_risk_lists
 from serving.score import score_accounts
@@ -416,6 +419,33 @@ def risk_lists(
     )
 
 
+@task(name="holdout-and-expansion-signals", cache_policy=NO_CACHE, **_IO_RETRIES)
+def list_signals(
+    connect: WarehouseFactory,
+    scored: Any,
+    features: pd.DataFrame,
+    run_date: date,
+    settings: Settings,
+) -> Any:
+    """Expansion signals (seat overage, cross-sell) and the holdout draw on the predictions:
+    columns ``seat_overage``, ``cross_sell_product``, ... and ``holdout`` (serving.holdout)."""
+    with connect() as wh:
+        products = staged_products_in_force(
+            wh,
+            settings.warehouse,
+            as_of=as_of_for(run_date),
+            reference_time=data_horizon(run_date),
+        )
+    predictions = add_expansion_signals(scored.predictions, features, products)
+    serving = settings.serving
+    predictions = assign_holdout(
+        predictions, config=serving.holdout, flagged_tiers=serving.changes.list_tiers
+    )
+    held = int(predictions["holdout"].sum())
+    get_run_logger().info("holdout: %d flagged account(s) kept off the list", held)
+    return dataclasses.replace(scored, predictions=predictions)
+
+
 # --- flows -----------------------------------------------------------------------------------
 
 
@@ -511,6 +541,7 @@ def weekly_score(
         connect, settings, data_horizon(run_date), dates, names
     )
     scored = score(features, churn, expansion, run_date, settings)
+    scored = list_signals(connect, scored, features, run_date, settings)
     drift = monitor(reference, features, churn[0], settings, run_date)
     meta = {"sources": report.available, "skipped": report.skipped}
     counts = write_back(connect, scored, settings, meta, started_at)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import build_model_features
+from features.build import build_features, build_model_features
 from features.labels import build_labels
 from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
 from features.validation import SourceReport
@@ -29,7 +29,14 @@ from models.monitoring import feature_drift, join_matured, prediction_drift, rea
 from models.registry import configure_tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
-from serving.report import build_report
+from serving.churn_reasons import churn_reasons_section, read_stated_reasons, review_churn_reasons
+from serving.expansion_signals import (
+    add_expansion_signals,
+    expansion_signals_section,
+    products_in_force,
+)
+from serving.holdout import holdout_outcomes, read_holdouts, uplift_section
+from serving.report import Section, build_report
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,58 @@ def _champion_features(settings: Settings) -> list[str]:
     return list(bundle.feature_names)
 
 
+def _csm_loop_sections(
+    wh: Warehouse,
+    settings: Settings,
+    report: SourceReport,
+    history: ScoreHistory,
+    events: pd.DataFrame,
+    run_date: date,
+) -> list[Section]:
+    """Holdout uplift, the churn-reason loop and expansion signals (serving.holdout,
+    serving.churn_reasons, serving.expansion_signals). The warehouse must be staged."""
+    schema, tables = settings.warehouse.output_schema, settings.serving.tables
+    holdouts = read_holdouts(wh, schema=schema, table=tables.holdouts)
+    outcomes = None
+    if not holdouts.empty:
+        days = sorted(pd.to_datetime(holdouts["run_date"]).dt.date.unique())
+        labels = build_labels(
+            wh,
+            [as_of_for(d) for d in days],
+            config=settings.features.labels,
+            data_end=end_of(run_date),
+            active=settings.features.active,
+        )
+        outcomes = holdout_outcomes(holdouts, labels)
+    horizon = settings.features.labels.horizon_days
+    sections = [uplift_section(outcomes, horizon_days=horizon, seed=settings.model.seed)]
+    review = None
+    if history.run_dates and wh.table_exists(tables.reasons, schema):
+        reasons = wh.query(
+            f"SELECT run_date, account_id, target, direction, rank, category FROM "
+            f"{qualified(tables.reasons, schema)} WHERE target = 'churn' AND rank = 1 "
+            "AND direction = 'raises' AND run_date <= ?",
+            [run_date],
+        )
+        stated = read_stated_reasons(wh)
+        review = review_churn_reasons(events, history.predictions, reasons, stated)
+    sections.append(churn_reasons_section(review))
+    signals = None
+    if history.run_dates:
+        latest = history.run_dates[-1]
+        features = build_features(
+            wh,
+            [as_of_for(latest)],
+            available_tables=report.available,
+            config=settings.features,
+            event_types=[],
+        )
+        products = products_in_force(wh, as_of_for(latest))
+        signals = add_expansion_signals(history.at(latest), features, products)
+    sections.append(expansion_signals_section(signals))
+    return sections
+
+
 def build_run_report(settings: Settings, run_date: date) -> Path:
     """Write ``<data_dir>/reports/report-<run_date>.html`` and return its path."""
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
@@ -308,6 +367,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 matured_after_days=settings.features.labels.maturity_days,
             )
         audit = _audit(wh, settings, report, matured, events, _champion_features(settings))
+        loop = _csm_loop_sections(wh, settings, report, history, events, run_date)
     forecast = _forecast(settings, history, outcomes, spreads)
     return build_report(
         retention=quarters,
@@ -320,4 +380,5 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
         prediction_drift=score_drift,
         out_path=out,
         run_date=run_date,
+        extra_sections=loop,
     )

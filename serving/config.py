@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.warehouse import validate_ident
+from serving.holdout import HoldoutConfig
 
 REASON_CATEGORIES: tuple[str, ...] = (
     "adoption",
@@ -116,15 +117,19 @@ class OutputTables(_Strict):
         description="one row per run date being written; a row left behind marks a write that "
         "was interrupted (and rolled back)",
     )
+    holdouts: str = Field(
+        "list_holdouts",
+        description="every flagged account of a run date, listed or held out (serving.holdout)",
+    )
 
-    @field_validator("predictions", "reasons", "runs", "leases")
+    @field_validator("predictions", "reasons", "runs", "leases", "holdouts")
     @classmethod
     def _ident(cls, value: str) -> str:
         return validate_ident(value, what="table name")
 
     @model_validator(mode="after")
     def _distinct(self) -> OutputTables:
-        names = [self.predictions, self.reasons, self.runs, self.leases]
+        names = [self.predictions, self.reasons, self.runs, self.leases, self.holdouts]
         if len({n.lower() for n in names}) != len(names):
             raise ValueError(f"output table names must differ, got {names}")
         return self
@@ -139,6 +144,7 @@ class ServingConfig(_Strict):
     changes: ChangesConfig = ChangesConfig()
     expansion: ExpansionConfig = ExpansionConfig()
     tables: OutputTables = OutputTables()
+    holdout: HoldoutConfig = HoldoutConfig()
     lock_timeout_seconds: float = Field(
         300.0,
         ge=0,

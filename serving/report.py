@@ -379,6 +379,7 @@ def build_report(
     run_date: date,
     prediction_drift: pd.DataFrame | None = None,
     title: str = "churnlens retention & monitoring report",
+    extra_sections: Sequence[Section] = (),
 ) -> Path:
     """Write the self-contained HTML report to ``out_path`` (parents created) and return it."""
     sections = [
@@ -388,6 +389,7 @@ def build_report(
         monitoring_section(drift, prediction_drift),
         realised_section(realised),
         audit_section(audit),
+        *extra_sections,  # holdout uplift, churn reasons, expansion signals (pipelines.reporting)
     ]
     warnings = [] if _empty(drift) else drift_warnings(drift, prediction_drift)
     env = Environment(

@@ -28,6 +28,7 @@ from features.warehouse import Warehouse, WarehouseError, qualified, quote_ident
 from serving import lease
 from serving.config import OutputTables, ServingConfig
 from serving.faults import checkpoint
+from serving.holdout import HOLDOUT_COLUMN, HOLDOUTS_KEY, HOLDOUTS_SCHEMA, holdout_rows
 from serving.score import PREDICTION_COLUMNS, Scored
 
 PREDICTIONS_SCHEMA: dict[str, str] = {
@@ -92,6 +93,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "reasons": ("run_date", "account_id", "target", "direction", "rank"),
     "runs": ("run_date",),
     "leases": ("run_date",),
+    "holdouts": HOLDOUTS_KEY,
 }
 """Primary key of each output table, by its role in :class:`serving.config.OutputTables`."""
 
@@ -126,6 +128,10 @@ def write_scores(
         tables.reasons: _as_rows(scored.reasons, REASONS_SCHEMA, tables.reasons),
         tables.runs: _run_row(scored, meta, started),
     }
+    if HOLDOUT_COLUMN in scored.predictions:  # drawn (serving.holdout); its old rows go anyway
+        frames[tables.holdouts] = _as_rows(
+            _holdouts(scored, config), HOLDOUTS_SCHEMA, tables.holdouts
+        )
     with run_lease(wh, schema=schema, run_date=run_day, config=config, started_at=started):
         checkpoint("write-back:after-lease")
         with _statement_timeout(wh, config.statement_timeout_seconds), wh.transaction():
@@ -264,7 +270,14 @@ def _layout(tables: OutputTables) -> dict[str, tuple[dict[str, str], tuple[str, 
         tables.reasons: (REASONS_SCHEMA, PRIMARY_KEYS["reasons"]),
         tables.runs: (RUNS_SCHEMA, PRIMARY_KEYS["runs"]),
         tables.leases: (LEASES_SCHEMA, PRIMARY_KEYS["leases"]),
+        tables.holdouts: (HOLDOUTS_SCHEMA, PRIMARY_KEYS["holdouts"]),
     }
+
+
+def _holdouts(scored: Scored, config: ServingConfig) -> pd.DataFrame:
+    """The run's flagged accounts, each with its holdout group."""
+    flagged = config.changes.list_tiers
+    return holdout_rows(scored.predictions, config=config.holdout, flagged_tiers=flagged)
 
 
 def _ensure_table(

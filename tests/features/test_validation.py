@@ -98,6 +98,14 @@ def good_frames() -> Frames:
         "verified_outcomes": pd.DataFrame(
             {"account_id": ["a2"], "verified_at": [_ts("2025-02-10")]}
         ),
+        "churn_reasons": pd.DataFrame(
+            {
+                "account_id": ["a1"],
+                "recorded_at": [_ts("2025-03-02")],
+                "reason_category": ["Budget"],
+                "reason_text": ["cost cutting after a re-org"],
+            }
+        ),
     }
 
 
@@ -669,7 +677,7 @@ def test_integer_ids_join_text_ids(duck) -> None:
     frames["usage_events"]["account_id"] = [1, 1, 2]
     for name in ("support_tickets", "engagement", "surveys", "contact_changes"):
         del frames[name]
-    del frames["health_scores"], frames["verified_outcomes"]
+    del frames["health_scores"], frames["verified_outcomes"], frames["churn_reasons"]
     load(duck, frames)
     report = prepare_sources(duck, WarehouseConfig(), reference_time=REF)
     assert report.exclusions == {}
