@@ -887,3 +887,31 @@ def write_monitoring(result: WeeklyMonitoring, directory: Path, run_date: date) 
     paths["summary"] = directory / f"monitoring-{day}.json"
     paths["summary"].write_text(json.dumps(summary, indent=2, default=str))
     return paths
+
+
+def read_monitoring(directory: Path, run_date: date) -> dict[str, Any]:
+    """What :func:`write_monitoring` kept for ``run_date`` (for the report, which then needs no
+    feature build of its own): frames ``drift``, ``score-drift``, ``volumes``, ``estimate``
+    (None when absent) and the ``summary`` dict (None before the run)."""
+    day = run_date.isoformat()
+    out: dict[str, Any] = {}
+    for name in ("drift", "score-drift", "volumes", "estimate"):
+        path = Path(directory) / f"{name}-{day}.csv"
+        out[name] = pd.read_csv(path, keep_default_na=True) if path.exists() else None
+    summary = Path(directory) / f"monitoring-{day}.json"
+    out["summary"] = json.loads(summary.read_text()) if summary.exists() else None
+    return out
+
+
+def estimate_history(directory: Path, *, until: date | None = None) -> pd.DataFrame | None:
+    """Every weekly run's label-free estimate kept under ``directory`` (run dates up to
+    ``until``), one row per run date and metric, for
+    :func:`models.performance_estimate.estimate_vs_realised`; None before any."""
+    frames = [pd.read_csv(p) for p in sorted(Path(directory).glob("estimate-*.csv"))]
+    if not frames:
+        return None
+    table = pd.concat(frames, ignore_index=True)
+    table["run_date"] = pd.to_datetime(table["run_date"])
+    if until is not None:
+        table = table[table["run_date"] <= pd.Timestamp(until)]
+    return table.reset_index(drop=True)

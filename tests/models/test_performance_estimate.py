@@ -89,3 +89,26 @@ def test_estimates_sit_beside_realised_performance_once_matured():
         "roc_auc": True,
     }
     assert table.loc[pd.Timestamp("2026-01-12"), "realised"].isna().all()
+
+
+def test_on_the_demo_ground_truth_the_realised_figures_lie_within_the_intervals():
+    """The demo generator records the churn probability each renewal decision was drawn with:
+    perfectly calibrated scores. Each half-year of renewals, estimated from those probabilities
+    alone, must contain what the decisions then realised."""
+    from datetime import date
+
+    from pipelines.demo_data import generate_demo
+
+    renewals = generate_demo(n_accounts=250, seed=7, end=date(2026, 6, 1), years=1.2).truth[
+        "renewals"
+    ]
+    halves = [(date(2025, 6, 1), date(2025, 12, 1)), (date(2025, 12, 1), date(2026, 6, 1))]
+    for start, end in halves:
+        part = renewals[(renewals["end_date"] >= start) & (renewals["end_date"] < end)]
+        p = part["churn_probability"].to_numpy(dtype=float)
+        y = (part["decision"] == "churn").to_numpy(dtype=int)
+        assert 100 < len(part) and 5 < y.sum()
+        estimate = estimate_performance(p, samples=400, seed=0)
+        assert estimate.contains("churners", y.sum())
+        assert estimate.contains("roc_auc", roc_auc_score(y, p))
+        assert estimate.contains("pr_auc", average_precision_score(y, p))
