@@ -9,7 +9,7 @@ The comparison uses the metric the promotion gate uses, averaged over the backte
 out of time); the gate's champion comparison stays on the latest fold, where challenger and
 champion are scored on the same rows (:func:`champion_decision`: calibration within a small
 tolerance first, then PR-AUC, and on a PR-AUC tie the churned ARR captured in the top decile,
-which is what a CS leader's list of the riskest tenth of accounts is worth).
+which is what a CS leader's list of the riskiest tenth of accounts is worth).
 """
 
 from __future__ import annotations
