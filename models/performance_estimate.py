@@ -69,7 +69,7 @@ def _ranks_and_groups(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _auc(y: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """ROC-AUC per row of ``y`` (samples x rows) from the scores' average ranks."""
-    positives = y.sum(axis=1)
+    positives = y.sum(axis=1, dtype=np.float64)
     negatives = y.shape[1] - positives
     rank_sum = y @ ranks
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -77,15 +77,17 @@ def _auc(y: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     return np.where((positives > 0) & (negatives > 0), auc, np.nan)
 
 
-def _average_precision(y: np.ndarray, order: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _average_precision(y: np.ndarray, order: np.ndarray | None, ends: np.ndarray) -> np.ndarray:
     """Average precision (sklearn's step-wise PR-AUC) per row of ``y``, thresholds at each
-    distinct score from the highest down."""
-    hits = np.cumsum(y[:, order], axis=1)[:, ends]  # true positives at each threshold
+    distinct score from the highest down (``order``: descending-score order of the columns, or
+    None when ``y`` is already in it)."""
+    ordered = y if order is None else y[:, order]
+    hits = np.cumsum(ordered, axis=1, dtype=np.int32)[:, ends]  # true positives per threshold
     seen = ends + 1.0
-    positives = hits[:, -1:]
+    positives = hits[:, -1:].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = hits / seen
-        recall_step = np.diff(np.c_[np.zeros(len(y)), hits], axis=1) / positives
+        recall_step = np.diff(hits, axis=1, prepend=0) / positives
         ap = np.sum(precision * recall_step, axis=1)
     return np.where(positives[:, 0] > 0, ap, np.nan)
 
@@ -107,12 +109,15 @@ def estimate_performance(
         raise ValueError(f"level must be in (0, 1) and samples >= 10 (got {level}, {samples})")
     rng = np.random.default_rng(seed)
     ranks, order, ends = _ranks_and_groups(p)
+    # outcomes are drawn in descending-score order, so average precision needs no reordering
+    p_sorted, ranks_sorted = p[order], ranks[order].astype(np.float32)
     draws: dict[str, list[np.ndarray]] = {m: [] for m in ESTIMATED_METRICS}
     for start in range(0, samples, _CHUNK):
-        y = (rng.random((min(_CHUNK, samples - start), p.size)) < p).astype(float)
-        draws["roc_auc"].append(_auc(y, ranks))
-        draws["pr_auc"].append(_average_precision(y, order, ends))
-        draws["churners"].append(y.sum(axis=1))
+        u = rng.random((min(_CHUNK, samples - start), p.size), dtype=np.float32)
+        y = (u < p_sorted).astype(np.float32)
+        draws["roc_auc"].append(_auc(y, ranks_sorted))
+        draws["pr_auc"].append(_average_precision(y, None, ends))
+        draws["churners"].append(y.sum(axis=1, dtype=np.float64))
     tail = (1 - level) / 2 * 100
     values = {m: np.concatenate(v) for m, v in draws.items()}
     expected = {m: float(np.nanmean(v)) for m, v in values.items()}
