@@ -32,6 +32,9 @@ class FeatureSpec:
     unit: str
     window_days: int | None
     source: str
+    # why the feature moves week after week by construction (None: it does not): drift monitoring
+    # measures it but never alerts on it (models.monitoring.feature_drift)
+    drifts_by_construction: str | None = None
 
 
 # group -> the contract table its SQL file reads (besides the contracts that define activity)
@@ -375,6 +378,15 @@ _SPECS: tuple[tuple[str, str, str, str, int | None], ...] = (
     ),
 )
 
+# features whose distribution moves by construction, not because a source or the customers
+# changed: each week the book ages, and calendar-bound activities go out in waves
+DRIFTS_BY_CONSTRUCTION: dict[str, str] = {
+    "tenure_days": "grows by a week every week as the book ages",
+    "days_since_first_activity": "activity tenure: grows with the book's age like tenure_days",
+    "days_since_last_nps": "calendar-bound: NPS surveys go out in waves, so it cycles with them",
+    "days_since_last_ebr_qbr": "calendar-bound: business reviews follow the quarter",
+}
+
 # accounts attributes ride along with the commercial group; their source is accounts
 _FROM_ACCOUNTS = frozenset({"segment", "industry", "csm_owner", "employees"})
 
@@ -386,6 +398,7 @@ FEATURES: dict[str, FeatureSpec] = {
         unit=unit,
         window_days=window,
         source=_ACCOUNT if name in _FROM_ACCOUNTS else GROUP_SOURCES[group],
+        drifts_by_construction=DRIFTS_BY_CONSTRUCTION.get(name),
     )
     for name, group, unit, window, description in _SPECS
 }
@@ -438,6 +451,13 @@ def event_type_features(event_types: Sequence[str]) -> dict[str, FeatureSpec]:
                     source="usage_events",
                 )
     return specs
+
+
+def drifting_by_construction(names: Iterable[str]) -> frozenset[str]:
+    """Those of ``names`` the catalog declares as drifting by construction."""
+    return frozenset(
+        n for n in names if n in FEATURES and FEATURES[n].drifts_by_construction is not None
+    )
 
 
 def features_for_groups(groups: Iterable[str]) -> list[str]:
@@ -495,6 +515,7 @@ def render_markdown() -> str:
             )
         lines.append("")
     lines += _per_type_markdown()
+    lines += _drift_markdown()
     lines.append(
         f"{len(FEATURES)} features, plus {len(TYPE_MEASURES) * len(TYPE_WINDOWS)} per event type."
     )
@@ -564,6 +585,26 @@ def _labels_markdown() -> list[str]:
         "(`models/dataset.py`).",
     ]
     return lines
+
+
+def _drift_markdown() -> list[str]:
+    lines = [
+        "## Features that drift by construction",
+        "",
+        "Their distribution moves week after week whatever the customers do. Weekly drift",
+        "monitoring still measures them (PSI against the model's training window) but lists them",
+        "as *excluded* and never raises a warning for them (`drifts_by_construction` in",
+        "`features/catalog.py`; add others with `monitoring.exclude_features`).",
+        "",
+        "| feature | why it drifts |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| `{spec.name}` | {spec.drifts_by_construction} |"
+        for spec in FEATURES.values()
+        if spec.drifts_by_construction is not None
+    ]
+    return [*lines, ""]
 
 
 def _per_type_markdown() -> list[str]:

@@ -12,6 +12,10 @@ On disk (``save``/``load``)::
                                    every other file of the bundle (``artifacts_sha256``)
     <directory>/calibrator.json    the fitted calibrator as plain numbers (absent when there is
                                    none; models.calibration.calibrator_to_state, never a pickle)
+    <directory>/drift_reference.json  bins per feature (and of the scores) over the training
+                                   window, what weekly drift is measured against
+                                   (models.monitoring.DriftReference; absent in bundles saved
+                                   before it existed, which then have no drift reference)
 
 :meth:`ModelBundle.load` refuses a bundle before anything in it is parsed when a file's hash
 differs from the recorded one (or from hashes recorded elsewhere, such as the registry's), when
@@ -48,6 +52,7 @@ BUNDLE_FORMAT = 1
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
 CALIBRATOR_FILE = "calibrator.json"
+DRIFT_REFERENCE_FILE = "drift_reference.json"
 EXPECTED_VALUE_COLUMN = "_expected_value"
 _TRACKED_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "pandas")
 MANIFEST_KEY = "artifacts_sha256"
@@ -300,6 +305,8 @@ class ModelBundle:
     library_versions: dict[str, str] = field(default_factory=current_library_versions)
     # ARR-gain ratios fitted on the training rows (models.value); expansion bundles only.
     outcome_value: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the training window's bins (models.monitoring.DriftReference.to_state); None: not stored
+    drift_reference: dict[str, Any] | None = None
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model matrix for ``frame``: the one path used in training and scoring."""
@@ -330,6 +337,11 @@ class ModelBundle:
             calibrator_path.write_text(json.dumps(calibrator_to_state(self.calibrator)))
         elif calibrator_path.exists():
             calibrator_path.unlink()
+        reference_path = directory / DRIFT_REFERENCE_FILE
+        if self.drift_reference is not None:
+            reference_path.write_text(json.dumps(self.drift_reference, default=float))
+        elif reference_path.exists():
+            reference_path.unlink()
         meta = {
             "bundle_format": BUNDLE_FORMAT,
             "target": self.target,
@@ -383,6 +395,8 @@ class ModelBundle:
             if meta["calibration"]
             else None
         )
+        reference_path = directory / DRIFT_REFERENCE_FILE
+        reference = json.loads(reference_path.read_text()) if reference_path.is_file() else None
         start, end = (datetime.fromisoformat(t) for t in meta["train_window"])
         return cls(
             target=meta["target"],
@@ -396,6 +410,7 @@ class ModelBundle:
             churnlens_version=meta["churnlens_version"],
             library_versions=dict(meta["library_versions"]),
             outcome_value=dict(meta.get("outcome_value", {})),
+            drift_reference=reference,
         )
 
 

@@ -28,14 +28,36 @@ class TuningConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    """When a newly trained version may replace the champion."""
+    """When a newly trained version may replace the champion (models.gate.champion_decision):
+    both are scored on the same latest backtest fold; calibration first, then the ranking
+    metric, and on a tie the churned ARR captured in the top decile."""
 
     metric: Literal["pr_auc", "roc_auc", "arr_captured_top10", "top_decile_lift"] = "pr_auc"
+    secondary_metric: Literal["arr_captured_top10", "pr_auc", "roc_auc", "top_decile_lift"] = Field(
+        "arr_captured_top10",
+        description="decides a tie on `metric`; a win on `metric` that loses more than "
+        "max_secondary_decrease of it is refused",
+    )
     min_improvement: float = Field(
         0.0, ge=0, description="the challenger must beat the champion's metric by at least this"
     )
+    tie_tolerance: float = Field(
+        0.005,
+        ge=0,
+        description="differences in `metric` up to this are a tie, decided by "
+        "secondary_metric (one fold of a few hundred churners moves PR-AUC by about 0.01)",
+    )
     max_ece_increase: float = Field(
-        0.0, ge=0, description="allowed increase of expected calibration error over the champion"
+        0.005,
+        ge=0,
+        description="allowed increase of expected calibration error over the "
+        "champion (0 would refuse a better ranker for noise in the fourth decimal)",
+    )
+    max_secondary_decrease: float = Field(
+        0.05,
+        ge=0,
+        description="a win on `metric` is refused when secondary_metric falls by "
+        "more than this (e.g. 5 points less churned ARR captured in the top decile)",
     )
     require_beats_baselines: bool = Field(
         True,

@@ -13,6 +13,7 @@ they realised later (a frame of realised metrics, when the caller has one).
 from __future__ import annotations
 
 import html
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +123,14 @@ def folds_figure(backtest: pd.DataFrame) -> Figure:
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def report_directory(data_dir: Path, target: str, training_date: date | None) -> Path:
+    """Where one training run's evaluation report is kept: ``<data_dir>/evaluation/<target>/
+    <training date>/``, so a retrain never overwrites an earlier model's report (``latest``
+    when no date is known)."""
+    day = training_date.isoformat() if training_date is not None else "latest"
+    return Path(data_dir) / "evaluation" / target / day
 
 
 def write_report(

@@ -6,11 +6,15 @@ promotion gate refuses it (it stays a challenger) and the run says so. The decis
 function of the backtest table that :func:`models.train.train_model` returns.
 
 The comparison uses the metric the promotion gate uses, averaged over the backtest folds (each
-out of time); the gate's champion comparison stays on the latest fold.
+out of time); the gate's champion comparison stays on the latest fold, where challenger and
+champion are scored on the same rows (:func:`champion_decision`: calibration within a small
+tolerance first, then PR-AUC, and on a PR-AUC tie the churned ARR captured in the top decile,
+which is what a CS leader's list of the riskiest tenth of accounts is worth).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,3 +83,78 @@ def _evidence(backtest: pd.DataFrame) -> str:
     if positives >= WEAK_EVIDENCE_POSITIVES:
         return ""
     return f" (weak evidence: {positives} positive test rows, fewer than {WEAK_EVIDENCE_POSITIVES})"
+
+
+# --- challenger against champion on the same latest fold ---------------------------------------
+
+# Criteria a champion decision can be decided by (GateDecision.criterion).
+CRITERIA = ("first", "baselines", "ece", "metric", "secondary", "tie", "no_comparison")
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether the challenger replaces the champion, the criterion that decided it (one of
+    ``CRITERIA``), and the sentence that says why with the numbers."""
+
+    promote: bool
+    criterion: str
+    reason: str
+
+
+def _value(row: Mapping[str, float], name: str) -> float:
+    value = row.get(name, float("nan"))
+    return float("nan") if value is None else float(value)
+
+
+def champion_decision(
+    new: Mapping[str, float],
+    old: Mapping[str, float],
+    *,
+    metric: str = "pr_auc",
+    secondary: str = "arr_captured_top10",
+    min_improvement: float = 0.0,
+    tie_tolerance: float = 0.005,
+    max_ece_increase: float = 0.005,
+    max_secondary_decrease: float = 0.05,
+    champion: str = "the champion",
+    where: str = "",
+) -> GateDecision:
+    """Challenger ``new`` against champion ``old``, both scored on the same latest fold.
+
+    In order: (1) calibration: the challenger's ECE may exceed the champion's by at most
+    ``max_ece_increase``, else it is refused whatever it ranks (criterion ``ece``); (2) the
+    ranking metric (PR-AUC): a gain above ``tie_tolerance`` and at least ``min_improvement``
+    promotes it, unless it captures ``max_secondary_decrease`` less churned ARR in its top
+    decile (``secondary``); a loss beyond the tolerance refuses it (criterion ``metric``);
+    (3) a tie on the metric (within ``tie_tolerance``) is decided by the churned ARR captured
+    in the top decile: more promotes it (criterion ``secondary``), else the champion stays
+    (criterion ``tie``)."""
+    m_new, m_old = _value(new, metric), _value(old, metric)
+    s_new, s_old = _value(new, secondary), _value(old, secondary)
+    e_new, e_old = _value(new, "ece"), _value(old, "ece")
+    gain, s_gain = m_new - m_old, s_new - s_old
+    facts = (
+        f"{metric} {m_new:.4f} vs {champion} {m_old:.4f} ({gain:+.4f}; ties within "
+        f"{tie_tolerance}, a win needs >= {min_improvement}), {secondary} {s_new:.4f} vs "
+        f"{s_old:.4f} ({s_gain:+.4f}), ece {e_new:.4f} vs {e_old:.4f} (allowed "
+        f"+{max_ece_increase}){where}"
+    )
+    if not e_new <= e_old + max_ece_increase:
+        return GateDecision(False, "ece", f"not promoted on ece (calibration worse): {facts}")
+    if not np.isfinite(gain):
+        return GateDecision(False, "no_comparison", f"not promoted: {metric} undefined: {facts}")
+    if gain > tie_tolerance and gain >= min_improvement:
+        if s_gain < -max_secondary_decrease:
+            reason = (
+                f"not promoted on {secondary} (captures {-s_gain:.1%} less churned ARR in "
+                f"its top decile, allowed {max_secondary_decrease:.1%}): {facts}"
+            )
+            return GateDecision(False, "secondary", reason)
+        return GateDecision(True, "metric", f"promoted on {metric}: {facts}")
+    if abs(gain) > tie_tolerance:
+        return GateDecision(False, "metric", f"not promoted on {metric}: {facts}")
+    if s_gain > 0:
+        reason = f"promoted on {secondary} ({metric} ties within {tie_tolerance}): {facts}"
+        return GateDecision(True, "secondary", reason)
+    reason = f"not promoted: {metric} ties and {secondary} is not higher: {facts}"
+    return GateDecision(False, "tie", reason)

@@ -1,12 +1,23 @@
 """MLflow as the system of record: runs, registered versions, aliases and the promotion gate.
 
 Each target has a registered model ``<prefix>-<target>``. A new version always gets the alias
-``challenger``; it becomes ``champion`` only when it beats the current champion on the latest
-backtest fold by ``promotion.min_improvement`` without a worse calibration error (the first
-version becomes champion). Promotions and rollbacks are recorded as version tags and in the
-registered model's description, with a UTC timestamp and the reason; every promotion pushes the
-champion it replaces onto a history (a registered-model tag holding a JSON list), so each
-rollback goes one champion further back.
+``challenger``; it becomes ``champion`` only when the gate (:func:`models.gate.champion_decision`)
+says so: both scored on the same latest backtest fold, calibration within
+``promotion.max_ece_increase``, then PR-AUC, and on a PR-AUC tie the churned ARR captured in the
+top decile; the decision names the criterion that decided (the first version becomes champion).
+The registered model's description is a fixed description of the model; each version carries its
+own description (data window, latest-fold metrics, gate) and its promotion history in version
+tags (``churnlens.events``: a JSON list of promotions and rollbacks with UTC time and reason).
+Every promotion pushes the champion it replaces onto a history (a registered-model tag holding a
+JSON list), so each rollback goes one champion further back.
+
+Each training run is an MLflow run as its users expect: opened before training (so its duration
+covers it, :func:`open_training_run`), with the training frame logged as a dataset input
+(``mlflow.data.from_pandas``, digest = the frame's SHA-256 fingerprint), an input example and
+signature with the model, the git commit (``mlflow.source.git.commit``, when churnlens runs from
+a git checkout), and a description (``mlflow.note.content``). The experiment is tagged as
+classic ML (``mlflow.experimentKind = custom_model_development``), so MLflow 3 opens it in the
+model-training view, not the GenAI one.
 
 The registered MLflow model is a pyfunc wrapper around the :class:`ModelBundle` (it casts
 string categoricals to the bundle's fixed levels, avoiding mlflow#12910), logged "from code"
@@ -20,9 +31,13 @@ hashes and loads it with :meth:`ModelBundle.load`; it never imports the logged p
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +58,9 @@ from models.bundle import (
     current_library_versions,
 )
 from models.config import PromotionConfig, TrackingConfig
-from models.gate import baseline_verdict
+from models.dataset import data_fingerprint, target_spec
+from models.evaluation import report_directory
+from models.gate import baseline_verdict, champion_decision
 from models.metrics import METRIC_NAMES
 from models.train import CHAMPION, MODEL, TrainResult
 
@@ -57,6 +74,22 @@ TAG_PREFIX = "churnlens."
 HASHES_TAG = TAG_PREFIX + "artifacts_sha256"
 HISTORY_TAG = TAG_PREFIX + "champion_history"
 HISTORY_LIMIT = 200  # earlier champions kept for rollback; older ones are dropped
+EVENTS_TAG = TAG_PREFIX + "events"
+EVENTS_LIMIT = 50  # promotion/rollback events kept per version
+NOTE_TAG = "mlflow.note.content"  # run and experiment descriptions in the MLflow UI
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"  # MLflow 3: the model-training view, not GenAI's
+INPUT_EXAMPLE_ROWS = 5
+TARGET_DESCRIPTIONS = {
+    "churn": "probability that an account's contracts lapse without renewal within the label "
+    "horizon",
+    "churn_inactive": "probability that an account stops using the product within the label "
+    "horizon",
+    "expansion": "probability that an account's ARR grows within the label horizon",
+    "contraction": "probability that an account's ARR shrinks (without churning) within the "
+    "label horizon",
+}
 
 
 class RegistryError(LookupError):
@@ -102,6 +135,7 @@ class RegisteredVersion:
 class PromotionDecision:
     promote: bool
     reason: str
+    criterion: str = ""  # what decided (models.gate.CRITERIA)
 
 
 def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
@@ -113,9 +147,70 @@ def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(tracking.experiment) is None:
         artifacts = (data_dir / "mlartifacts").as_uri()
-        mlflow.create_experiment(tracking.experiment, artifact_location=artifacts)
-    mlflow.set_experiment(tracking.experiment)
+        mlflow.create_experiment(
+            tracking.experiment,
+            artifact_location=artifacts,
+            tags={EXPERIMENT_KIND_TAG: CLASSIC_ML, NOTE_TAG: _EXPERIMENT_NOTE},
+        )
+    experiment = mlflow.set_experiment(tracking.experiment)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:
+        mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, CLASSIC_ML)
     return uri
+
+
+_EXPERIMENT_NOTE = (
+    "churnlens training runs: one run per target and training date (LightGBM, calibrated, "
+    "backtested against baselines on rolling-origin folds). Registered models are "
+    "<prefix>-<target>; the champion alias is what weekly scoring uses."
+)
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The commit of the churnlens checkout (``root``: the repository holding this package),
+    or None when churnlens does not run from a git checkout (an installed wheel) or git is
+    missing."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if len(commit) == 40 else None
+
+
+def _git_tags() -> dict[str, str]:
+    commit = git_commit()
+    return {} if commit is None else {GIT_COMMIT_TAG: commit}
+
+
+def open_training_run(tracking: TrackingConfig, *, data_dir: Path, name: str) -> str:
+    """Start the MLflow run of one target's training before it trains (its duration then
+    covers training); :func:`log_and_register` logs into it, :func:`close_training_run` ends
+    it when training is skipped or fails. Returns the run id."""
+    client = _client(tracking, data_dir)
+    experiment = mlflow.get_experiment_by_name(tracking.experiment)
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=name,
+        tags={**_git_tags(), NOTE_TAG: f"training {name} (running)"},
+    )
+    return run.info.run_id
+
+
+def close_training_run(run_id: str, *, status: str, note: str) -> None:
+    """End a run :func:`open_training_run` started whose training did not finish (``status``
+    FAILED or KILLED), saying why in its description."""
+    client = MlflowClient()
+    client.set_tag(run_id, NOTE_TAG, note)
+    client.set_terminated(run_id, status=status)
 
 
 def _client(tracking: TrackingConfig, data_dir: Path) -> MlflowClient:
@@ -159,37 +254,43 @@ def promotion_decision(
     """
     verdict = baseline_verdict(result.backtest, promotion.metric)
     if promotion.require_beats_baselines and not verdict.passed:
-        return PromotionDecision(False, f"not promoted: {verdict.reason}")
+        return PromotionDecision(False, f"not promoted: {verdict.reason}", "baselines")
     if champion_version is None:
-        return PromotionDecision(True, "first registered version: becomes champion")
-    metric = promotion.metric
+        return PromotionDecision(True, "first registered version: becomes champion", "first")
+    metric, secondary = promotion.metric, promotion.secondary_metric
     latest = result.latest_fold()
     new = latest.loc[MODEL]
     if CHAMPION in latest.index:
-        old = latest.loc[CHAMPION]
-        where = f"on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
+        old = latest.loc[CHAMPION].to_dict()
+        where = f" on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
         if bool(old["champion_in_sample"]):
             where += "; the champion saw part of this window in training, so it is favoured"
-        old_metric, old_ece = float(old[metric]), float(old["ece"])
     elif champion_metrics and f"latest_{metric}" in champion_metrics:
-        where = "against the champion's own logged latest-fold metrics (not rescored here)"
-        old_metric = champion_metrics[f"latest_{metric}"]
-        old_ece = champion_metrics.get("latest_ece", float("inf"))
+        where = " against the champion's own logged latest-fold metrics (not rescored here)"
+        old = {
+            name: champion_metrics.get(f"latest_{name}", float("nan"))
+            for name in (metric, secondary)
+        }
+        old["ece"] = champion_metrics.get("latest_ece", float("inf"))
     else:
         return PromotionDecision(
-            False, f"champion v{champion_version} has no comparable {metric}: stays champion"
+            False,
+            f"champion v{champion_version} has no comparable {metric}: stays champion",
+            "no_comparison",
         )
-    gain = float(new[metric]) - old_metric
-    head = (
-        f"{metric} {float(new[metric]):.4f} vs champion v{champion_version} {old_metric:.4f} "
-        f"(+{gain:.4f}, needed > 0 and >= {promotion.min_improvement}); ece "
-        f"{float(new['ece']):.4f} vs {old_ece:.4f} (allowed +{promotion.max_ece_increase}) {where}"
+    decision = champion_decision(
+        new.to_dict(),
+        old,
+        metric=metric,
+        secondary=secondary,
+        min_improvement=promotion.min_improvement,
+        tie_tolerance=promotion.tie_tolerance,
+        max_ece_increase=promotion.max_ece_increase,
+        max_secondary_decrease=promotion.max_secondary_decrease,
+        champion=f"champion v{champion_version}",
+        where=where,
     )
-    if not (gain > 0 and gain >= promotion.min_improvement):
-        return PromotionDecision(False, f"not promoted: {head}")
-    if float(new["ece"]) > old_ece + promotion.max_ece_increase:
-        return PromotionDecision(False, f"not promoted, calibration worse: {head}")
-    return PromotionDecision(True, f"promoted: {head}")
+    return PromotionDecision(decision.promote, decision.reason, decision.criterion)
 
 
 def _now() -> str:
@@ -211,45 +312,68 @@ def log_and_register(
     run_name: str,
     dataset_info: dict[str, Any] | None = None,
     promotion: PromotionConfig | None = None,
+    run_id: str | None = None,
+    training_frame: pd.DataFrame | None = None,
 ) -> RegisteredVersion:
     """Log one target's training run, register a version, alias it ``challenger`` and apply the
-    promotion gate (``promotion`` defaults to ``result.config.promotion``)."""
+    promotion gate (``promotion`` defaults to ``result.config.promotion``).
+
+    ``run_id``: the run :func:`open_training_run` opened before training (else a new run is
+    started here); ``training_frame``: the rows the model was trained on, logged as the run's
+    dataset input (without it, the latest-fold sample explained in the SHAP summary is)."""
     client = _client(tracking, data_dir)
     name = tracking.model_name(result.target)
     info = result.dataset_info | (dataset_info or {})
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        _log_run(result, info, Path(tmp), report_dir=Path(data_dir) / "reports" / result.target)
+    started = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+    with started as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(_git_tags())
+        report_dir = report_directory(Path(data_dir), result.target, _training_date(info))
+        _log_run(result, info, Path(tmp), report_dir=report_dir)
+        _log_dataset(result, info, training_frame)
         hashes = _log_bundle_hashes(Path(tmp) / BUNDLE_ARTIFACT)
-        model_info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts={BUNDLE_ARTIFACT: str(Path(tmp) / BUNDLE_ARTIFACT)},
-            signature=bundle_signature(result.bundle, result.shap_sample),
-            pip_requirements=_pip_requirements(),
+        with _quiet_integer_hint():
+            model_info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_CODE),
+                artifacts={BUNDLE_ARTIFACT: str(Path(tmp) / BUNDLE_ARTIFACT)},
+                signature=bundle_signature(result.bundle, result.shap_sample),
+                input_example=input_example(result.bundle, result.shap_sample),
+                pip_requirements=_pip_requirements(),
+            )
+        created = client.create_model_version(
+            name=_ensure_registered(client, name, result.target),
+            source=model_info.model_uri,
+            run_id=run.info.run_id,
+            tags={HASHES_TAG: json.dumps(hashes, sort_keys=True)},
         )
-    created = client.create_model_version(
-        name=_ensure_registered(client, name),
-        source=model_info.model_uri,
-        run_id=run.info.run_id,
-        tags={HASHES_TAG: json.dumps(hashes, sort_keys=True)},
-    )
-    version = str(created.version)
-    client.set_model_version_tag(name, version, TAG_PREFIX + "target", result.target)
-    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version)
-    champion = _current_version(client, name, CHAMPION_ALIAS)
-    champion_metrics = (
-        client.get_run(_run_id(client, name, champion)).data.metrics if champion else None
-    )
-    decision = promotion_decision(
-        result,
-        champion_version=champion,
-        champion_metrics=champion_metrics,
-        promotion=promotion or result.config.promotion,
-    )
-    client.set_model_version_tag(name, version, TAG_PREFIX + "gate", decision.reason)
-    if decision.promote:
-        _set_champion(client, name, version, reason=decision.reason, event="promoted")
-    client.set_tag(run.info.run_id, TAG_PREFIX + "gate", decision.reason)
+        version = str(created.version)
+        client.set_model_version_tag(name, version, TAG_PREFIX + "target", result.target)
+        client.set_registered_model_alias(name, CHALLENGER_ALIAS, version)
+        champion = _current_version(client, name, CHAMPION_ALIAS)
+        champion_metrics = (
+            client.get_run(_run_id(client, name, champion)).data.metrics if champion else None
+        )
+        decision = promotion_decision(
+            result,
+            champion_version=champion,
+            champion_metrics=champion_metrics,
+            promotion=promotion or result.config.promotion,
+        )
+        client.set_model_version_tag(name, version, TAG_PREFIX + "gate", decision.reason)
+        client.set_model_version_tag(
+            name, version, TAG_PREFIX + "gate_criterion", decision.criterion
+        )
+        client.update_model_version(
+            name, version, description=version_description(result, info, decision)
+        )
+        if decision.promote:
+            _set_champion(client, name, version, reason=decision.reason, event="promoted")
+        mlflow.set_tags(
+            {
+                TAG_PREFIX + "gate": decision.reason,
+                NOTE_TAG: run_description(result, info, decision, f"{name} v{version}"),
+            }
+        )
     return RegisteredVersion(
         name=name,
         version=version,
@@ -258,6 +382,109 @@ def log_and_register(
         promoted=decision.promote,
         reason=decision.reason,
         champion_version=version if decision.promote else str(champion),
+    )
+
+
+def _training_date(info: dict[str, Any]) -> date | None:
+    """The training run's date (the flow's ``run_date``, else the last as_of trained on)."""
+    for key in ("run_date", "as_of_end"):
+        if info.get(key):
+            return date.fromisoformat(str(info[key])[:10])
+    return None
+
+
+def input_example(bundle: ModelBundle, sample: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A few raw feature rows as scoring passes them (categoricals as strings), typed as the
+    signature declares them, saved with the model so MLflow users see what it takes."""
+    if sample is None or sample.empty:
+        return None
+    rows = sample[bundle.feature_names].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+    columns: dict[str, Any] = {}
+    for name in bundle.feature_names:
+        kind = _mlflow_type(name, bundle, sample)
+        values = rows[name]
+        if kind == "string":
+            columns[name] = values.astype(object).where(values.notna(), None)
+        elif kind == "long" and not values.isna().any():
+            columns[name] = values.astype("int64")
+        elif kind == "boolean" and not values.isna().any():
+            columns[name] = values.astype(bool)
+        else:
+            columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
+    return pd.DataFrame(columns)
+
+
+@contextmanager
+def _quiet_integer_hint() -> Iterator[None]:
+    """MLflow's schema inference (of the dataset and of the input example) hints that integer
+    columns cannot hold missing values: true, and already handled (the signature declares the
+    counts ``long`` and every column optional; missing counts arrive as NaN floats, which the
+    bundle casts). The hint is silenced so a training run logs no warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
+
+
+def _log_dataset(result: TrainResult, info: dict[str, Any], frame: pd.DataFrame | None) -> None:
+    """The training frame as the run's dataset input (``mlflow.log_input``, context
+    ``training``), named by target and window, its digest the frame's SHA-256 fingerprint."""
+    frame = frame if frame is not None else result.shap_sample
+    if frame is None:
+        return
+    label = target_spec(result.target).label
+    columns = [
+        c for c in ("account_id", "as_of", *result.bundle.feature_names, label) if c in frame
+    ]
+    fingerprint = str(info.get("fingerprint", "")) or data_fingerprint(frame)
+    with _quiet_integer_hint():  # the schema is inferred lazily, when the input is logged
+        dataset = _pandas_dataset(frame[columns], result, info, label, fingerprint)
+        tags = {TAG_PREFIX + "fingerprint": fingerprint}
+        mlflow.log_input(dataset, context="training", tags=tags)
+
+
+def _pandas_dataset(
+    frame: pd.DataFrame, result: TrainResult, info: dict[str, Any], label: str, fingerprint: str
+) -> Any:
+    return mlflow.data.from_pandas(
+        frame,
+        name=f"{result.target}-training-{info.get('as_of_start')}..{info.get('as_of_end')}",
+        targets=label if label in frame else None,
+        digest=fingerprint[:36],
+    )
+
+
+def _latest_line(result: TrainResult) -> str:
+    row = result.latest_fold().loc[MODEL]
+    return (
+        f"latest fold (test from {pd.Timestamp(row['test_start']):%Y-%m-%d}): PR-AUC "
+        f"{row['pr_auc']:.3f}, ROC-AUC {row['roc_auc']:.3f}, churned ARR in the top 10% "
+        f"{row['arr_captured_top10']:.0%}, ECE {row['ece']:.4f}"
+    )
+
+
+def version_description(
+    result: TrainResult, info: dict[str, Any], decision: PromotionDecision
+) -> str:
+    """What this version is: target, data, latest-fold metrics and the gate's decision."""
+    return (
+        f"churnlens {result.target} model ({TARGET_DESCRIPTIONS.get(result.target, '')}), "
+        f"trained on {info.get('rows', '?')} rows, as_of {info.get('as_of_start')}.."
+        f"{info.get('as_of_end')}, data fingerprint {str(info.get('fingerprint', ''))[:12]}. "
+        f"{_latest_line(result)}. Gate ({decision.criterion}): {decision.reason}"
+    )
+
+
+def run_description(
+    result: TrainResult, info: dict[str, Any], decision: PromotionDecision, version: str
+) -> str:
+    """The run's description (``mlflow.note.content``, Markdown in the MLflow UI)."""
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in result.timings.items())
+    return (
+        f"**{result.target}** model trained on {info.get('rows', '?')} rows "
+        f"({info.get('accounts', '?')} accounts), as_of {info.get('as_of_start')}.."
+        f"{info.get('as_of_end')}; registered as {version}.\n\n"
+        f"- {_latest_line(result)}\n- gate ({decision.criterion}): {decision.reason}\n"
+        f"- time: {timings}"
     )
 
 
@@ -281,11 +508,29 @@ def _pip_requirements() -> list[str]:
     ]
 
 
-def _ensure_registered(client: MlflowClient, name: str) -> str:
+def registered_description(name: str, target: str) -> str:
+    """The registered model's fixed description (promotion history lives in version tags)."""
+    what = TARGET_DESCRIPTIONS.get(target, f"the {target} model")
+    return (
+        f"churnlens {name}: {what}, from point-in-time account features (LightGBM, calibrated). "
+        "Alias `champion` is what weekly scoring uses, `challenger` the latest version; each "
+        "version's description and tags say what it was trained on, how it scored, and when "
+        "and why it was promoted or rolled back (tag churnlens.events)."
+    )
+
+
+def _ensure_registered(client: MlflowClient, name: str, target: str) -> str:
+    """Create the registered model with its fixed description; one registered by an earlier
+    churnlens, whose description was an append-only log, gets the fixed description (its
+    history stays in the version tags)."""
+    description = registered_description(name, target)
     try:
-        client.get_registered_model(name)
+        current = client.get_registered_model(name).description or ""
     except MlflowException:
-        client.create_registered_model(name, description=f"churnlens {name}")
+        client.create_registered_model(name, description=description)
+        return name
+    if current != description and (not current or current.startswith(f"churnlens {name}")):
+        client.update_registered_model(name, description=description)
     return name
 
 
@@ -357,7 +602,12 @@ def _set_champion(
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_at", stamp)
     client.set_model_version_tag(name, version, TAG_PREFIX + f"{event}_reason", reason)
-    _append_history(client, name, f"{stamp} {event} v{version} (was v{previous}): {reason}")
+    replaced = None if previous in (None, version) else previous
+    _record_event(client, name, version, event=event, at=stamp, reason=reason, replaced=replaced)
+    if replaced is not None:
+        _record_event(
+            client, name, replaced, event="replaced", at=stamp, reason=f"v{version} {event}"
+        )
 
 
 def _champion_history(client: MlflowClient, name: str) -> list[str]:
@@ -386,9 +636,28 @@ def _version_exists(client: MlflowClient, name: str, version: str) -> bool:
     return True
 
 
-def _append_history(client: MlflowClient, name: str, line: str) -> None:
-    description = client.get_registered_model(name).description or ""
-    client.update_registered_model(name, description=(description + "\n" + line).strip())
+def version_events(client: MlflowClient, name: str, version: str) -> list[dict[str, Any]]:
+    """The promotions, replacements and rollbacks of one version, oldest first."""
+    tags = client.get_model_version(name, version).tags
+    return list(json.loads(tags.get(EVENTS_TAG, "[]")))
+
+
+def _record_event(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    event: str,
+    at: str,
+    reason: str,
+    replaced: str | None = None,
+) -> None:
+    """Append one event to the version's ``churnlens.events`` tag (the last EVENTS_LIMIT)."""
+    entry: dict[str, Any] = {"at": at, "event": event, "reason": reason}
+    if replaced is not None:
+        entry["replaced"] = f"v{replaced}"
+    events = [*version_events(client, name, version), entry][-EVENTS_LIMIT:]
+    client.set_model_version_tag(name, version, EVENTS_TAG, json.dumps(events))
 
 
 def promote(
@@ -435,7 +704,15 @@ def rollback(
     _write_champion_history(client, name, history)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, previous)
     client.set_model_version_tag(name, previous, TAG_PREFIX + "restored_at", stamp)
-    _append_history(client, name, f"{stamp} rolled back v{current} -> v{previous}: {reason}")
+    _record_event(client, name, current, event="rolled_back", at=stamp, reason=reason)
+    _record_event(
+        client,
+        name,
+        previous,
+        event="restored",
+        at=stamp,
+        reason=f"rollback of v{current}: {reason}",
+    )
     return f"{name}: champion rolled back from v{current} to v{previous}"
 
 

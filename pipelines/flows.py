@@ -29,11 +29,24 @@ from features.build import build_features, build_model_features
 from features.grid import observation_dates
 from features.labels import build_labels, censoring_summary
 from features.validation import ContractError, SourceReport
+from features.volumes import source_volumes
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import target_spec, training_frame
-from models.monitoring import ALERTING, feature_drift
-from models.registry import configure_tracking, load_bundle, log_and_register
+from models.evaluation import report_directory
+from models.monitoring import (
+    WeeklyMonitoring,
+    reference_for_bundle,
+    weekly_monitoring,
+    write_monitoring,
+)
+from models.registry import (
+    close_training_run,
+    configure_tracking,
+    load_bundle,
+    log_and_register,
+    open_training_run,
+)
 from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
@@ -157,31 +170,34 @@ def features_at(
     connect: WarehouseFactory,
     settings: Settings,
     reference_time: datetime,
-    date_sets: list[list[datetime]],
+    dates: list[datetime],
     feature_names: list[str],
-) -> tuple[SourceReport, list[pd.DataFrame]]:
-    """Validate and stage the sources, then build one feature frame per list of dates, with
-    the columns of models whose features are ``feature_names`` (their own event types)."""
+) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame]:
+    """Validate and stage the sources, build the one feature frame of ``dates`` with the
+    columns of models whose features are ``feature_names`` (their own event types), and count
+    the rows per source and week up to ``reference_time`` (a broken source shows there)."""
     with connect() as wh:
         report = _staged(wh, settings, reference_time)
-        frames = [
-            build_model_features(
-                wh,
-                dates,
-                feature_names=feature_names,
-                available_tables=report.available,
-                config=settings.features,
-            )
-            for dates in date_sets
-        ]
-    for dates, frame in zip(date_sets, frames, strict=True):
-        get_run_logger().info(
-            "built %d feature rows x %d columns for %d observation date(s)",
-            len(frame),
-            frame.shape[1],
-            len(dates),
+        frame = build_model_features(
+            wh,
+            dates,
+            feature_names=feature_names,
+            available_tables=report.available,
+            config=settings.features,
         )
-    return report, frames
+        volumes = source_volumes(
+            wh,
+            available_tables=report.available,
+            end=reference_time,
+            weeks=settings.monitoring.volume_weeks,
+        )
+    get_run_logger().info(
+        "built %d feature rows x %d columns for %d observation date(s)",
+        len(frame),
+        frame.shape[1],
+        len(dates),
+    )
+    return report, frame, volumes
 
 
 @task(name="validate-and-build-training-data", cache_policy=NO_CACHE, **_IO_RETRIES)
@@ -227,9 +243,11 @@ def fit(
     health_available: bool,
     previous: ModelBundle | None,
     realised: pd.DataFrame | None = None,
+    run_date: date | None = None,
 ) -> TrainResult | SkippedTarget:
     """Train one target; a target the data cannot train or calibrate is skipped with the
-    reason (the others go on)."""
+    reason (the others go on). The evaluation report is kept per training date
+    (``<data_dir>/evaluation/<target>/<run_date>/``)."""
     model = settings.model
     logger = get_run_logger()
     reason = untrainable_reason(dataset, target)
@@ -252,7 +270,7 @@ def fit(
                 gap_days=settings.features.labels.maturity_days,
                 health_available=health_available,
                 previous=previous,
-                output_dir=settings.data_dir / "evaluation" / target,
+                output_dir=report_directory(settings.data_dir, target, run_date),
                 realised=realised,
             )
         except ValueError as exc:  # calibration slice with one class, folds without rows, ...
@@ -285,13 +303,24 @@ def _training_summary(result: Any) -> list[str]:
 
 
 @task(name="log-and-register", cache_policy=NO_CACHE, **_IO_RETRIES)
-def register(result: Any, settings: Settings, run_name: str, dataset_info: dict) -> Any:
+def register(
+    result: Any,
+    settings: Settings,
+    run_name: str,
+    dataset_info: dict,
+    run_id: str | None = None,
+    dataset: pd.DataFrame | None = None,
+) -> Any:
+    """Log the run (``run_id``: the one opened before training, so its duration covers it),
+    register a version and apply the promotion gate."""
     registered = log_and_register(
         result,
         tracking=settings.tracking,
         data_dir=settings.data_dir,
         run_name=run_name,
         dataset_info=dataset_info,
+        run_id=run_id,
+        training_frame=dataset,
     )
     get_run_logger().info("%s", registered.summary())
     return registered
@@ -331,35 +360,33 @@ def score(
     )
 
 
-@task(name="monitor-drift", cache_policy=NO_CACHE)
+@task(name="monitor", cache_policy=NO_CACHE)
 def monitor(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    bundle: ModelBundle,
+    features: pd.DataFrame,
+    scored: Any,
+    churn: tuple[ModelBundle, Any],
+    volumes: pd.DataFrame,
     settings: Settings,
     run_date: date,
-) -> pd.DataFrame:
-    """Compare this week's features with those at the end of the model's training window;
-    warn on every feature past a threshold and keep the table as ``drift-<run_date>.csv``."""
-    drift = feature_drift(
-        reference, current, feature_names=bundle.feature_names, thresholds=settings.monitoring
+) -> WeeklyMonitoring:
+    """This week's checks, none of which rebuilds anything: feature and score drift against
+    the training window stored with the champion, rows per source against earlier weeks, and
+    the label-free performance estimate; logged and kept under ``<report_dir>/monitoring/``."""
+    result = weekly_monitoring(
+        features,
+        scored.predictions,
+        churn[0],
+        volumes,
+        thresholds=settings.monitoring,
+        model=str(churn[1]),
+        seed=settings.model.seed,
     )
-    out = settings.report_dir / "monitoring" / f"drift-{run_date.isoformat()}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    drift.to_csv(out, index=False)
-    alerts = drift[drift["status"].isin(ALERTING)]
+    paths = write_monitoring(result, settings.report_dir / "monitoring", run_date)
     logger = get_run_logger()
-    for row in alerts.itertuples():
-        logger.warning(
-            "feature drift %s: %s (PSI %.2f, missing %.0f%% -> %.0f%%)",
-            row.status,
-            row.feature,
-            row.psi,
-            100 * row.missing_train,
-            100 * row.missing_current,
-        )
-    logger.info("drift: %d of %d features past a threshold -> %s", len(alerts), len(drift), out)
-    return drift
+    for line in result.warnings():
+        logger.warning("%s", line)
+    logger.info("monitoring: %s -> %s", result.summary(), paths["summary"].parent)
+    return result
 
 
 @task(name="write-back", cache_policy=NO_CACHE, **_IO_RETRIES)
@@ -476,12 +503,31 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
         previous = _champion_or_none(settings, target)
         dataset = training_frame(features, labels, target=target)
         earlier = realised if target == "churn" else None
-        result = fit(dataset, target, settings, health, previous[0] if previous else None, earlier)
+        run_name = f"{target}-{run_date}"
+        # the MLflow run opens before training, so its duration covers the training itself
+        run_id = open_training_run(settings.tracking, data_dir=settings.data_dir, name=run_name)
+        try:
+            result = fit(
+                dataset,
+                target,
+                settings,
+                health,
+                previous[0] if previous else None,
+                earlier,
+                run_date,
+            )
+        except BaseException as exc:
+            close_training_run(run_id, status="FAILED", note=f"training failed: {exc}")
+            raise
         if isinstance(result, SkippedTarget):
+            close_training_run(run_id, status="KILLED", note=f"skipped: {result.reason}")
             skipped[target] = result.reason
             continue
         # What the look-ahead guard compares run dates with: the model saw data up to here.
         result.bundle.params["data_end"] = run_date.isoformat()
+        # What weekly drift is measured against: the training window's bins, in the bundle.
+        reference = reference_for_bundle(result.bundle, dataset, bins=settings.monitoring.bins)
+        result.bundle.drift_reference = reference.to_state()
         info = {
             "run_date": run_date.isoformat(),
             "as_of_first": min(grid).isoformat(),
@@ -489,7 +535,7 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
             "rows": len(dataset),
             "sources": report.available,
         }
-        registered[target] = register(result, settings, f"{target}-{run_date}", info)
+        registered[target] = register(result, settings, run_name, info, run_id, dataset)
     if not registered:
         raise NothingTrainedError(run_date, skipped)
     return {
@@ -535,22 +581,23 @@ def weekly_score(
         if loaded is not None:
             check_lookahead(loaded[0], run_date, allow=allow_lookahead)
     connect = warehouse_factory(settings)
-    dates = [[as_of_for(run_date)], [churn[0].train_window[1]]]
     names = sorted({n for m in (churn, expansion) if m is not None for n in m[0].feature_names})
-    report, (features, reference) = features_at(
-        connect, settings, data_horizon(run_date), dates, names
+    report, features, volumes = features_at(
+        connect, settings, data_horizon(run_date), [as_of_for(run_date)], names
     )
     scored = score(features, churn, expansion, run_date, settings)
     scored = list_signals(connect, scored, features, run_date, settings)
-    drift = monitor(reference, features, churn[0], settings, run_date)
-    meta = {"sources": report.available, "skipped": report.skipped}
+    checks = monitor(features, scored, churn, volumes, settings, run_date)
+    meta = {"sources": report.available, "skipped": report.skipped, **checks.run_record()}
     counts = write_back(connect, scored, settings, meta, started_at)
     paths = risk_lists(connect, scored, run_date, settings, features)
     return {
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),
         "written": counts,
-        "drift_alerts": int(drift["status"].isin(ALERTING).sum()),
+        "drift_alerts": checks.drift.alerts,
+        "volume_alerts": checks.volume_alerts,
+        "monitoring": checks.summary(),
         "risk_lists": str(paths),
     }
 

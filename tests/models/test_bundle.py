@@ -86,3 +86,27 @@ def test_load_refuses_other_lightgbm_minor(tiny_bundle, tmp_path):
         ModelBundle.load(directory)
     with pytest.warns(UserWarning, match="lightgbm 3.3.5"):
         ModelBundle.load(directory, strict_versions=False)
+
+
+def test_the_drift_reference_travels_in_the_bundle_under_its_manifest(tiny_bundle, frame, tmp_path):
+    import dataclasses
+
+    from models.bundle import DRIFT_REFERENCE_FILE, ArtifactIntegrityError
+    from models.monitoring import DriftReference, reference_for_bundle
+
+    reference = reference_for_bundle(tiny_bundle, frame, bins=10)
+    bundle = dataclasses.replace(tiny_bundle, drift_reference=reference.to_state())
+    directory = bundle.save(tmp_path / "b")
+    manifest = json.loads((directory / META_FILE).read_text())["artifacts_sha256"]
+    assert DRIFT_REFERENCE_FILE in manifest
+    loaded = ModelBundle.load(directory)
+    assert DriftReference.from_state(loaded.drift_reference) == reference
+    assert set(reference.scores) == {"churn_probability"}
+    # a changed reference is refused like any other file of the bundle
+    (directory / DRIFT_REFERENCE_FILE).write_text(json.dumps({"format": 1}))
+    with pytest.raises(ArtifactIntegrityError, match=r"drift_reference\.json changed"):
+        ModelBundle.load(directory)
+    # a bundle saved without one (older churnlens) loads with none, and says nothing is stored
+    old = tiny_bundle.save(tmp_path / "old")
+    assert not (old / DRIFT_REFERENCE_FILE).exists()
+    assert ModelBundle.load(old).drift_reference is None

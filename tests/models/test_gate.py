@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.config import ModelConfig, PromotionConfig
-from models.gate import baseline_verdict
+from models.gate import baseline_verdict, champion_decision
 from models.registry import promotion_decision
 from models.train import TrainResult
 
@@ -112,3 +112,107 @@ def test_few_positive_test_rows_are_called_weak_evidence():
     assert "weak evidence: 20 positive test rows" in baseline_verdict(frame, "pr_auc").reason
     frame = frame.assign(n_rows=1000.0)
     assert "weak evidence" not in baseline_verdict(frame, "pr_auc").reason
+
+
+# --- challenger against champion (models.gate.champion_decision) -------------------------------
+
+
+def _row(pr_auc: float, arr: float, ece: float) -> dict[str, float]:
+    return {"pr_auc": pr_auc, "arr_captured_top10": arr, "ece": ece}
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "promote", "criterion", "starts"),
+    [
+        # wins on PR-AUC
+        (_row(0.42, 0.55, 0.020), _row(0.38, 0.55, 0.020), True, "metric", "promoted on pr_auc"),
+        # PR-AUC ties (within 0.005): the churned ARR captured in the top decile decides
+        (
+            _row(0.381, 0.65, 0.020),
+            _row(0.383, 0.51, 0.020),
+            True,
+            "secondary",
+            "promoted on arr_captured_top10 (pr_auc ties within 0.005)",
+        ),
+        (
+            _row(0.381, 0.50, 0.020),
+            _row(0.383, 0.51, 0.020),
+            False,
+            "tie",
+            "not promoted: pr_auc ties",
+        ),
+        # loses on PR-AUC beyond the tie, whatever it captures
+        (
+            _row(0.30, 0.70, 0.020),
+            _row(0.38, 0.51, 0.020),
+            False,
+            "metric",
+            "not promoted on pr_auc",
+        ),
+        # ECE beyond the tolerance refuses even a better ranker
+        (
+            _row(0.45, 0.70, 0.031),
+            _row(0.38, 0.51, 0.020),
+            False,
+            "ece",
+            "not promoted on ece (calibration worse)",
+        ),
+        # ... within the tolerance it passes
+        (_row(0.45, 0.70, 0.024), _row(0.38, 0.51, 0.020), True, "metric", "promoted on pr_auc"),
+        # a PR-AUC win that gives up more than 5 points of churned ARR captured is refused
+        (
+            _row(0.45, 0.40, 0.020),
+            _row(0.38, 0.51, 0.020),
+            False,
+            "secondary",
+            "not promoted on arr",
+        ),
+    ],
+)
+def test_each_decision_path_of_the_champion_gate(new, old, promote, criterion, starts):
+    decision = champion_decision(new, old, champion="champion v3")
+    assert (decision.promote, decision.criterion) == (promote, criterion)
+    assert decision.reason.startswith(starts), decision.reason
+    assert "champion v3" in decision.reason and "arr_captured_top10" in decision.reason
+
+
+def test_the_ece_tolerance_is_a_config_key_with_a_small_non_zero_default():
+    assert PromotionConfig().max_ece_increase == 0.005
+    assert PromotionConfig().tie_tolerance == 0.005
+    strict = champion_decision(
+        _row(0.45, 0.70, 0.024), _row(0.38, 0.51, 0.020), max_ece_increase=0.0
+    )
+    assert (strict.promote, strict.criterion) == (False, "ece")
+
+
+def _result_with_champion(new: dict, old: dict) -> TrainResult:
+    base = {"fold": 2, "test_start": pd.Timestamp("2025-06-02")}
+    backtest = pd.DataFrame(
+        [
+            {**base, "model": "lightgbm", "champion_in_sample": False, **new},
+            {**base, "model": "champion", "champion_in_sample": False, **old},
+            {**base, "model": "logistic", "champion_in_sample": False, **_row(0.1, 0.1, 0.1)},
+        ]
+    )
+    return TrainResult(
+        target="churn",
+        bundle=None,
+        backtest=backtest,
+        predictions=pd.DataFrame(),
+        tuning={},
+        dataset_info={},
+        gap_days=28,
+        config=ModelConfig(),
+    )
+
+
+def test_the_registry_gate_compares_on_the_same_latest_fold_and_names_the_criterion():
+    # the case: 65% vs 51% of churned ARR in the top decile, PR-AUC a hair lower
+    decision = promotion_decision(
+        _result_with_champion(_row(0.381, 0.65, 0.0204), _row(0.383, 0.51, 0.0201)),
+        champion_version="4",
+        champion_metrics=None,
+        promotion=PromotionConfig(),
+    )
+    assert decision.promote and decision.criterion == "secondary"
+    assert "on the latest backtest fold (test from 2025-06-02)" in decision.reason

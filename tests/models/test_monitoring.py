@@ -212,3 +212,127 @@ def test_join_matured_without_data_end_trusts_the_label_na_marks():
     joined = join_matured(preds, labels, horizon_days=90)
     assert len(joined) == 6  # every labelled row; only d's censored label is dropped
     assert "d" not in set(joined["account_id"])
+
+
+# --- drift against the reference stored with the model ------------------------------------------
+
+
+def test_psi_against_a_stored_reference_equals_psi_on_the_raw_training_rows():
+    from models.monitoring import DriftReference, drift_reference, psi_from_reference
+
+    train, current = _frames()
+    names = list(train.columns)
+    stored = DriftReference.from_state(drift_reference(train, feature_names=names).to_state())
+    for name in names:
+        assert psi_from_reference(stored.features[name], current[name]) == pytest.approx(
+            psi(train[name], current[name]), abs=1e-12
+        )
+    direct = feature_drift(train, current, feature_names=names, thresholds=MonitoringConfig())
+    stored_drift = feature_drift(
+        stored, current, feature_names=names, thresholds=MonitoringConfig()
+    )
+    pd.testing.assert_frame_equal(direct, stored_drift)
+
+
+def test_features_that_drift_by_construction_come_from_the_catalog():
+    from features.catalog import FEATURES, drifting_by_construction
+
+    assert {"tenure_days", "days_since_last_nps"} <= drifting_by_construction(FEATURES)
+    assert "events_28d" not in drifting_by_construction(FEATURES)
+    train = pd.DataFrame({"tenure_days": np.arange(100.0), "events_28d": np.arange(100.0)})
+    current = train + 365.0  # a year older, and (say) far more usage
+    drift = feature_drift(
+        train, current, feature_names=["tenure_days", "events_28d"], thresholds=MonitoringConfig()
+    ).set_index("feature")
+    assert drift.loc["tenure_days", "status"] == "excluded"
+    assert drift.loc["tenure_days", "note"].startswith("drifts by construction")
+    assert drift.loc["tenure_days", "psi"] > 0.25  # measured all the same
+    assert drift.loc["events_28d", "status"] == "alert"
+
+
+def test_a_model_without_a_stored_reference_is_said_so_not_rebuilt():
+    from types import SimpleNamespace
+
+    from models.monitoring import drift_against_model
+
+    bundle = SimpleNamespace(drift_reference=None, feature_names=["x"])
+    check = drift_against_model(
+        bundle,
+        pd.DataFrame({"x": [1.0]}),
+        pd.DataFrame(),
+        thresholds=MonitoringConfig(),
+        model="churnlens-churn v1",
+    )
+    assert check.features is None and check.alerts == 0
+    assert check.note.startswith("churnlens-churn v1 was trained before churnlens stored")
+    assert "not rebuilt from today's warehouse" in check.note
+
+
+def test_score_drift_against_the_training_window_scores():
+    from models.monitoring import drift_reference
+
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"x": rng.normal(size=500)})
+    p_train = rng.beta(1, 9, 500)
+    reference = drift_reference(train, feature_names=["x"], scores={"churn_probability": p_train})
+    same = prediction_drift(
+        reference, pd.DataFrame({"churn_probability": p_train}), thresholds=MonitoringConfig()
+    )
+    assert same["psi"].tolist() == [0.0] and same["status"].tolist() == ["ok"]
+    assert same["mean_reference"].iloc[0] == pytest.approx(p_train.mean())
+    doubled = prediction_drift(
+        reference,
+        pd.DataFrame({"churn_probability": np.minimum(2 * p_train, 1)}),
+        thresholds=MonitoringConfig(),
+    )
+    assert doubled["status"].tolist() == ["alert"]
+
+
+def test_weekly_monitoring_is_kept_per_run_date(tmp_path):
+    from types import SimpleNamespace
+
+    from models.monitoring import drift_reference, weekly_monitoring, write_monitoring
+
+    train, current = _frames()
+    names = list(train.columns)
+    p = np.random.default_rng(4).beta(1, 9, len(current))
+    bundle = SimpleNamespace(
+        feature_names=names,
+        drift_reference=drift_reference(
+            train, feature_names=names, scores={"churn_probability": p}
+        ).to_state(),
+    )
+    volumes = pd.DataFrame(
+        {
+            "source": "usage_events",
+            "week": range(5),
+            "rows": [0, 900, 1000, 1100, 950],
+            "accounts": [0, 90, 95, 99, 91],
+        }
+    )
+    result = weekly_monitoring(
+        current,
+        pd.DataFrame({"churn_probability": p}),
+        bundle,
+        volumes,
+        thresholds=MonitoringConfig(estimate_samples=50),
+        model="m v1",
+    )
+    assert result.volume_alerts == 1 and result.drift.alerts >= 1
+    assert result.estimate.expected["churners"] == pytest.approx(p.sum())
+    record = result.run_record()
+    assert record["source_volumes"][0]["status"] == "alert"
+    assert {r["metric"] for r in record["performance_estimate"]} == {
+        "roc_auc",
+        "pr_auc",
+        "churners",
+    }
+    paths = write_monitoring(result, tmp_path, date(2026, 1, 5))
+    assert sorted(p.name for p in paths.values()) == [
+        "drift-2026-01-05.csv",
+        "estimate-2026-01-05.csv",
+        "monitoring-2026-01-05.json",
+        "score-drift-2026-01-05.csv",
+        "volumes-2026-01-05.csv",
+    ]
+    assert any("usage_events alert" in w for w in result.warnings())

@@ -27,7 +27,9 @@ from models.registry import (
     log_and_register,
     promote,
     promotion_decision,
+    registered_description,
     rollback,
+    version_events,
     version_metrics,
 )
 from models.train import CHAMPION, MODEL, TrainResult, train_model
@@ -88,14 +90,14 @@ def _fake_result(new: dict[str, float], champion: dict[str, float] | None) -> Tr
             {"pr_auc": 0.50, "ece": 0.03},
             {},
             True,
-            "promoted: pr_auc",
+            "promoted on pr_auc",
         ),
         (
             {"pr_auc": 0.55, "ece": 0.02},
             {"pr_auc": 0.50, "ece": 0.03},
             {"min_improvement": 0.1},
             False,
-            "not promoted: pr_auc",
+            "not promoted on pr_auc",
         ),
         ({"pr_auc": 0.50, "ece": 0.02}, {"pr_auc": 0.50, "ece": 0.03}, {}, False, "not promoted"),
         (
@@ -103,7 +105,7 @@ def _fake_result(new: dict[str, float], champion: dict[str, float] | None) -> Tr
             {"pr_auc": 0.50, "ece": 0.03},
             {},
             False,
-            "not promoted, calibration worse",
+            "not promoted on ece (calibration worse)",
         ),
         (
             {"pr_auc": 0.60, "ece": 0.05},
@@ -213,9 +215,19 @@ def test_register_gate_promote_rollback_and_load_by_alias(dataset, store: Path):
     assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "2"
     rollback(tracking=tracking, data_dir=tmp_path, target="churn", reason="bad week")
     assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "1"
-    history = mlflow.MlflowClient().get_registered_model("t-churn").description
-    assert "promoted v2 (was v1): manual promotion: review" in history
-    assert "rolled back v2 -> v1: bad week" in history
+    client = mlflow.MlflowClient()
+    description = client.get_registered_model("t-churn").description
+    assert description == registered_description("t-churn", "churn")  # a description, no log
+    events = version_events(client, "t-churn", "2")
+    assert [(e["event"], e.get("replaced")) for e in events] == [
+        ("promoted", "v1"),
+        ("rolled_back", None),
+    ]
+    assert events[0]["reason"] == "manual promotion: review"
+    assert events[1]["reason"] == "bad week"
+    first_events = [e["event"] for e in version_events(client, "t-churn", "1")]
+    assert first_events == ["promoted", "replaced", "restored"]
+    assert "was vNone" not in json.dumps(version_events(client, "t-churn", "1"))
     with pytest.raises(RegistryError, match="no earlier champion"):
         rollback(tracking=tracking, data_dir=tmp_path, target="churn")
 
@@ -265,6 +277,7 @@ def test_each_file_is_hashed_in_the_tracking_store_and_the_bundle_stored_once(tr
     directory = _bundle_dir(store, "hashed")
     assert recorded == artifact_hashes(directory, include_meta=True)
     assert set(recorded) == {"bundle.json", "model.txt", CALIBRATOR_FILE}
+    # (a bundle trained by the flow also holds drift_reference.json: tests/pipelines)
     run_artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
     assert HASHES_ARTIFACT in run_artifacts
     assert "bundle" not in run_artifacts
@@ -342,8 +355,14 @@ def test_rollback_walks_back_through_every_earlier_champion(trained, store):
     mlflow.MlflowClient().delete_model_version("stack-churn", "2")
     assert "v3 to v1" in rollback(tracking=tracking, data_dir=store, target="churn")
     assert champion() == "1"
-    history = mlflow.MlflowClient().get_registered_model("stack-churn").description
-    assert history.count("rolled back") == 3
+    client = mlflow.MlflowClient()
+    rolled = [
+        e
+        for v in ("1", "3")
+        for e in version_events(client, "stack-churn", v)
+        if e["event"] == "rolled_back"
+    ]
+    assert len(rolled) == 3
 
 
 @pytest.mark.parametrize("prefix", ["t'x", 't"x', "a b", "x%", "", "-x", "x;drop"])
@@ -361,3 +380,64 @@ def test_filter_literals_are_quoted_and_like_wildcards_do_not_leak(store):
     for name in ("u_x-churn", "uax-churn"):
         client.create_registered_model(name)
     assert _registered_names(client, _tracking("u_x")) == ["u_x-churn"]
+
+
+# --- MLflow as its users expect --------------------------------------------------------------
+
+
+def test_a_training_run_carries_dataset_example_commit_descriptions_and_its_duration(
+    dataset, store, recwarn
+):
+    from models.registry import (
+        CLASSIC_ML,
+        EXPERIMENT_KIND_TAG,
+        GIT_COMMIT_TAG,
+        NOTE_TAG,
+        git_commit,
+        open_training_run,
+    )
+
+    tracking = _tracking("mlflowux")
+    run_id = open_training_run(tracking, data_dir=store, name="churn-2025-06-02")
+    result = _train(dataset)  # inside the run: its duration covers training
+    registered = log_and_register(
+        result,
+        tracking=tracking,
+        data_dir=store,
+        run_name="ignored",
+        dataset_info={"run_date": "2025-06-02"},
+        run_id=run_id,
+        training_frame=dataset,
+    )
+    assert not [w for w in recwarn if "input example" in str(w.message).lower()]
+    assert not [w for w in recwarn if "Inferred schema contains integer" in str(w.message)]
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert registered.run_id == run_id and run.info.status == "FINISHED"
+    assert (run.info.end_time - run.info.start_time) / 1000 >= result.timings["total_s"]
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.digest == result.dataset_info["fingerprint"][:36]
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+    assert json.loads(inputs[0].dataset.profile)["num_rows"] == len(dataset)
+    commit = git_commit()
+    assert commit is None or run.data.tags[GIT_COMMIT_TAG] == commit  # absent outside git
+    assert run.data.tags[NOTE_TAG].startswith("**churn** model trained on")
+    experiment = mlflow.get_experiment(run.info.experiment_id)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == CLASSIC_ML
+    model_dir = Path(urlparse(client.get_model_version_download_uri("mlflowux-churn", "1")).path)
+    example = json.loads((model_dir / "input_example.json").read_text())
+    assert example["columns"] == result.bundle.feature_names and len(example["data"]) == 5
+    version = client.get_model_version("mlflowux-churn", "1")
+    assert version.description.startswith("churnlens churn model (probability that")
+    assert "Gate (first)" in version.description
+    report = store / "evaluation" / "churn" / "2025-06-02" / "churn_report.html"
+    assert result.report_path == report and report.exists()
+    assert "evaluation/churn_report.html" in {
+        a.path for a in client.list_artifacts(run_id, "evaluation")
+    }
+
+
+def test_git_commit_is_absent_outside_a_checkout(tmp_path):
+    from models.registry import git_commit
+
+    assert git_commit(tmp_path) is None

@@ -125,3 +125,62 @@ def test_report_reads_the_scored_weeks(world: dict) -> None:
     html = path.read_text()
     assert "Net dollar retention" in html or "NDR" in html
     assert "drift" in html.lower()
+
+
+def test_train_stores_the_drift_reference_of_its_training_window_in_the_bundle(world: dict) -> None:
+    from models.monitoring import DriftReference
+    from models.registry import load_bundle
+
+    settings = world["settings"]
+    bundle, _ = load_bundle(
+        tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
+    )
+    reference = DriftReference.from_state(bundle.drift_reference)
+    assert set(reference.features) == set(bundle.feature_names)
+    assert reference.window[1] == bundle.train_window[1].date().isoformat()
+    assert set(reference.scores) == {"churn_probability"}
+    assert (settings.data_dir / "evaluation" / "churn" / PREVIOUS.isoformat()).is_dir()
+
+
+def test_weekly_monitoring_uses_the_stored_reference_and_keeps_it_in_the_run_record(
+    world: dict,
+) -> None:
+    import json
+
+    from models.monitoring import read_monitoring
+
+    settings = world["settings"]
+    kept = read_monitoring(settings.report_dir / "monitoring", RUN_DATE)
+    assert "stored with the model" in kept["summary"]["drift_reference"]
+    assert set(kept["volumes"]["source"]) >= {"usage_events"}
+    assert set(kept["estimate"]["metric"]) == {"roc_auc", "pr_auc", "churners"}
+    drift = kept["drift"].set_index("feature")
+    assert drift.loc["tenure_days", "status"] == "excluded"
+    with open_warehouse(settings) as wh:
+        meta = wh.query(
+            "SELECT meta_json FROM churnlens.scoring_runs WHERE run_date = ?", [RUN_DATE]
+        )["meta_json"].iloc[0]
+    record = json.loads(meta)
+    assert {"source_volumes", "performance_estimate", "drift_reference"} <= set(record)
+    second = world["runs"][1]
+    assert second["monitoring"].startswith(f"{second['drift_alerts']} drift row(s)")
+
+
+def test_a_weekly_run_builds_features_once_for_its_run_date(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.flows as flows
+    from pipelines.dates import as_of_for
+    from pipelines.runtime import drain_prefect_queues
+
+    built: list[list] = []
+    original = flows.build_model_features
+
+    def counting(wh, dates, **kwargs):
+        built.append(list(dates))
+        return original(wh, dates, **kwargs)
+
+    monkeypatch.setattr(flows, "build_model_features", counting)
+    flows.weekly_score(RUN_DATE, str(world["config"]))
+    drain_prefect_queues()
+    assert built == [[as_of_for(RUN_DATE)]]
