@@ -37,11 +37,14 @@ from features.config import WarehouseConfig
 from features.sources import (
     ACCEPTED_FAMILIES,
     CONTRACT,
+    COPIES_COLUMN,
     SQL_TYPES,
     RowRule,
     SourceLocation,
     TableSpec,
     converted_to_utc,
+    copies_select,
+    copies_table,
     create_empty_staging_view,
     create_staging_view,
     locate_sources,
@@ -607,11 +610,8 @@ def _check_rows(
     aggregates += [f"sum(CASE WHEN {sql} THEN 1 ELSE 0 END) AS {alias}" for alias, sql in facts]
     kept = _kept(rules)
     time_col = quote_ident(loc.spec.event_time_columns[0]) if loc.spec.event_time_columns else ""
-    if loc.spec.deduplicate:
-        in_window = "TRUE"
-        if scope.dedup_after is not None:
-            in_window = f"{time_col} > {timestamp_literal(scope.dedup_after)}"
-        aggregates.append(f"sum(CASE WHEN ({kept}) AND {in_window} THEN 1 ELSE 0 END) AS kept_rows")
+    if loc.spec.deduplicate and scope.dedup_after is None:
+        aggregates.append(f"sum(CASE WHEN {kept} THEN 1 ELSE 0 END) AS kept_rows")
     if scope.record_through is not None:
         through = timestamp_literal(scope.record_through)
         aggregates.append(f"sum(CASE WHEN {time_col} <= {through} THEN 1 ELSE 0 END) AS through")
@@ -645,17 +645,62 @@ def _check_rows(
             )
         else:
             out.problems.append(_row_problem(loc, rule, n, examples, ref))
-    if loc.spec.deduplicate:
-        window = None
-        if scope.dedup_after is not None:
-            window = row_time_after(wh, loc, physical, scope.dedup_after)
-        dupes = _exact_duplicates(
-            wh, loc, physical, rules, kept, ref, _int(counts["kept_rows"]), window
-        )
+    if loc.spec.deduplicate and scope.dedup_after is not None:
+        window = row_time_after(wh, loc, physical, scope.dedup_after)
+        dupes, found = _window_copies(wh, loc, physical, rules, kept, ref, window)
         if dupes:
             out.excluded["exact_duplicate"] = dupes
-            out.examples["exact_duplicate"] = _duplicate_examples(wh, loc, physical, window)
+            out.examples["exact_duplicate"] = found
+    elif loc.spec.deduplicate:
+        dupes = _exact_duplicates(wh, loc, physical, rules, kept, ref, _int(counts["kept_rows"]))
+        if dupes:
+            out.excluded["exact_duplicate"] = dupes
+            out.examples["exact_duplicate"] = _duplicate_examples(wh, loc, physical)
     return out
+
+
+def _window_copies(
+    wh: Warehouse,
+    loc: SourceLocation,
+    physical: Mapping[str, str],
+    rules: list[tuple[RowRule, str]],
+    kept: str,
+    ref: dt.datetime,
+    window: str | None,
+) -> tuple[int, list[str]]:
+    """The exact duplicates among the rows ``window`` keeps: one grouping of those rows into
+    the session's :func:`~features.sources.copies_table` (the rows held more than once, which
+    the staging view then keeps once), then the contract's exclusions over those few rows.
+    Returns the extra copies the view drops, and up to three of them."""
+    table = copies_table(loc.spec.name)
+    _replace_temp_table(wh, table, copies_select(wh, loc, physical, window))
+    src = typed_select(
+        wh,
+        loc,
+        physical,
+        with_raw=True,
+        relation=quote_ident(table),
+        passthrough=(COPIES_COLUMN,),
+    )
+    excluding = [(i, r, q) for i, (r, q) in enumerate(rules) if r.action == "exclude"]
+    flagged = ", ".join(["*", *(f"COALESCE(({q}), FALSE) AS f{i}" for i, _, q in excluding)])
+    params = [ref] * sum(r.invalid.count("?") for _, r, _ in excluding)
+    head = f"WITH src AS (\n  {src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
+    copies = quote_ident(COPIES_COLUMN)
+    n = _int(
+        wh.scalar(
+            head + f"SELECT sum(CASE WHEN {kept} THEN {copies} ELSE 0 END) FROM flagged", params
+        )
+    )
+    if not n:
+        return 0, []
+    ident = ", ".join(quote_ident(c) for c in loc.spec.example_columns)
+    found = wh.query(
+        head + f"SELECT {ident} FROM flagged WHERE {kept} ORDER BY {ident} "
+        f"LIMIT {MAX_EXCLUSION_EXAMPLES}",
+        params,
+    ).to_dict("records")
+    return n, [_example_id(loc.spec, {k: _plain(v) for k, v in r.items()}) for r in found]
 
 
 def _record(
@@ -680,12 +725,10 @@ def _exact_duplicates(
     kept: str,
     ref: dt.datetime,
     kept_rows: int,
-    window: str | None = None,
 ) -> int:
     """Rows the DISTINCT of the staging view drops: the same rules over the distinct rows, as
-    the view sees them; a separate query measured faster than count(DISTINCT ROW(...)).
-    ``window`` (SQL over the stored columns) limits both to the rows the run reads."""
-    distinct_src = typed_select(wh, loc, physical, with_raw=True, distinct=True, where=window)
+    the view sees them; a separate query measured faster than count(DISTINCT ROW(...))."""
+    distinct_src = typed_select(wh, loc, physical, with_raw=True, distinct=True)
     excluding = [(i, r, q) for i, (r, q) in enumerate(rules) if r.action == "exclude"]
     flagged = ", ".join(["*", *(f"COALESCE(({q}), FALSE) AS f{i}" for i, _, q in excluding)])
     distinct = wh.query(
@@ -697,12 +740,12 @@ def _exact_duplicates(
 
 
 def _duplicate_examples(
-    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], window: str | None = None
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]
 ) -> list[str]:
     """Up to three rows stored more than once, run only when there are some. Looked for first
     among the rows of the first 50 accounts (a filtered pass instead of grouping millions of
-    events on every column), then, if none are there, in the whole table (or ``window``)."""
-    src = typed_select(wh, loc, physical, where=window)
+    events on every column), then, if none are there, in the whole table."""
+    src = typed_select(wh, loc, physical)
     cols = ", ".join(quote_ident(c.name) for c in loc.spec.columns)
     ident = ", ".join(quote_ident(c) for c in loc.spec.example_columns)
     found: list[dict[str, Any]] = []
@@ -718,6 +761,18 @@ def _duplicate_examples(
         if found:
             break
     return [_example_id(loc.spec, {k: _plain(v) for k, v in r.items()}) for r in found]
+
+
+def _replace_temp_table(wh: Warehouse, name: str, select_sql: str) -> None:
+    """Create or replace the session-local table ``name``. PostgreSQL tracks the staging view
+    that reads it (recreated by :func:`prepare_sources` right after); ``pg_temp.`` never drops a
+    permanent table of that name."""
+    table = quote_ident(name)
+    if wh.dialect == "postgres":
+        wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table} CASCADE")
+        wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}")
+    else:
+        wh.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{select_sql}")
 
 
 def _too_many_unmatched(rule: RowRule, n: int, n_rows: int, max_share: float) -> bool:
