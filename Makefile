@@ -29,9 +29,17 @@ format: $(SYNCED)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(SYNCED)  ## benchmarks (generate 20k accounts / 50M events first: minutes)
-	$(VENV)/bin/python benchmarks/generate_data.py --accounts 20000 --out benchmarks/data
-	$(VENV)/bin/python benchmarks/bench_features.py
+# make bench BENCH_DATA=/work/bench-data/w20k [BENCH_BEFORE=../base-checkout]: an existing world
+# of benchmarks/generate_data.py is used as it is (20k accounts / 50M events generated when absent:
+# minutes); BENCH_BEFORE adds the weekly job of another checkout, interleaved (before/after)
+BENCH_DATA ?= benchmarks/data
+BENCH_BEFORE ?=
+bench: $(SYNCED)  ## benchmarks: features, the weekly job (seconds, CPU, peak RSS per step), scoring
+	@test -d $(BENCH_DATA)/usage_events || \
+		$(VENV)/bin/python benchmarks/generate_data.py --accounts 20000 --out $(BENCH_DATA)
+	$(VENV)/bin/python benchmarks/bench_features.py --data $(BENCH_DATA)
+	$(VENV)/bin/python benchmarks/bench_weekly_memory.py --data $(BENCH_DATA) \
+		$(if $(BENCH_BEFORE),--before $(BENCH_BEFORE))
 	$(VENV)/bin/python benchmarks/bench_scoring.py
 
 mlflow-ui: $(SYNCED)  ## browse runs and registered models at http://127.0.0.1:5000

@@ -2,14 +2,26 @@
 
     .venv/bin/python benchmarks/generate_data.py --accounts 20000 --out /work/bench-data/w20k
     .venv/bin/python benchmarks/bench_weekly_memory.py --data /work/bench-data/w20k \
-        [--memory-limit 1GB] [--threads 2]
+        [--memory-limit 1GB] [--threads 2] [--no-reference-build] [--repeat 2] \
+        [--before ../main-checkout]
 
 The steps are those of ``pipelines.flows.weekly_score`` without Prefect and MLflow:
 
-1. validate + stage (``features.validation.prepare_sources`` at the end of the run date);
+1. validate + stage (``features.validation.prepare_sources`` at the end of the run date, checking
+   and deduplicating only what the run's feature windows read, ``reads_after``). The run of the
+   week before goes first in the same warehouse (measured, not part of the path): a first run,
+   which checks every row once and records ``source_checks``; the measured weekly run then checks
+   only the rows the record does not vouch for;
 2. features at the score date (``features.build.build_model_features``);
-3. features at the drift reference date (the churn model's training end, as the flow does);
+3. features at the drift reference date (the churn model's training end, as the flow on main
+   does; ``--no-reference-build`` leaves it out, as when the reference comes with the model);
 4. ``serving.score.score_accounts`` (predictions, exact SHAP reasons).
+
+``--before DIR`` runs, interleaved with each run of this code, the same steps on the code of the
+checkout in DIR (e.g. ``git worktree add ../base main``; a checkout without ``reads_after``
+validates every row, as main does, and has no week-before run), and prints both tables and a
+before/after table: the ratios come from one run. Each step also reports the process's CPU
+seconds (every thread), which a machine shared with other jobs stretches less than wall time.
 
 A LightGBM churn bundle (the project's default tree shape, 300 trees) is first trained in a
 separate process on the features of an earlier date with a synthetic label (not part of the
@@ -36,11 +48,13 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --code DIR (set by --before for its children): import the project from another checkout
+_CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else None
+sys.path.insert(0, _CODE or str(Path(__file__).resolve().parents[1]))
 
-from features.config import SourceTable, WarehouseConfig
-from features.sources import CONTRACT
-from features.warehouse import DuckDBWarehouse
+from features.config import SourceTable, WarehouseConfig  # noqa: E402
+from features.sources import CONTRACT  # noqa: E402
+from features.warehouse import DuckDBWarehouse  # noqa: E402
 
 TRAIN_WEEKS_BEFORE = 16  # the bundle's training date, weeks before the run date
 SAMPLE_ACCOUNTS = 5_000
@@ -117,14 +131,21 @@ def _measure(label: str, fn, rows: list[dict], sampler: _Sampler, resettable: bo
     if resettable:
         _reset_peak()
     sampler.reset()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     out = fn()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_kb = max(_status_kb("VmHWM") if resettable else 0, sampler.peak_kb)
     rows.append(
-        {"step": label, "seconds": seconds, "start_mb": start_kb / 1024, "peak_mb": peak_kb / 1024}
+        {
+            "step": label,
+            "seconds": seconds,
+            "cpu_s": cpu,
+            "start_mb": start_kb / 1024,
+            "peak_mb": peak_kb / 1024,
+        }
     )
-    print(f"  {label:<34} {seconds:7.1f} s  peak {peak_kb / 1024:7.0f} MB", file=sys.stderr)
+    print(f"  {label:<34} {seconds:7.1f} s  cpu {cpu:7.1f} s  peak {peak_kb / 1024:7.0f} MB",
+          file=sys.stderr)  # fmt: skip
     return out
 
 
@@ -179,6 +200,7 @@ def train_bundle(data: Path, out: Path, run_date: date, threads: int) -> None:
 
 def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Namespace) -> None:
     """The measured steps, in this (fresh) process; the table rows go to stdout as JSON."""
+    from features import validation
     from features.build import build_model_features
     from features.validation import prepare_sources
     from models.bundle import ModelBundle
@@ -195,13 +217,34 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
     settings = wh.con.execute(
         "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
     ).fetchall()[0]
-    report = _measure(
-        "validate + stage",
-        lambda: prepare_sources(wh, _config(data), reference_time=data_horizon(run_date)),
-        rows,
-        sampler,
-        resettable,
-    )
+    config = _config(data)
+    dates = [as_of_for(run_date)]
+    if not args.no_reference_build:
+        dates.append(bundle.train_window[1])
+    week = timedelta(days=7)
+
+    windowed = hasattr(validation, "feature_reads_after")  # False on code before issue 16
+
+    def stage(day: date, moments: list[datetime]):
+        if not windowed:
+            return prepare_sources(wh, config, reference_time=data_horizon(day))
+        return prepare_sources(
+            wh,
+            config,
+            reference_time=data_horizon(day),
+            reads_after=validation.feature_reads_after(moments),
+        )
+
+    if windowed:
+        _measure(
+            "(week before: first run)",
+            lambda: stage(run_date - week, [d - week for d in dates]),
+            rows,
+            sampler,
+            resettable,
+        )
+        rows[-1]["extra"] = True
+    report = _measure("validate + stage", lambda: stage(run_date, dates), rows, sampler, resettable)
     names = bundle.feature_names
 
     def features_at(moment: datetime):
@@ -212,13 +255,15 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
     features = _measure(
         "features, score date", lambda: features_at(as_of_for(run_date)), rows, sampler, resettable
     )
-    reference = _measure(
-        "features, drift reference date",
-        lambda: features_at(bundle.train_window[1]),
-        rows,
-        sampler,
-        resettable,
-    )
+    reference = []
+    if not args.no_reference_build:
+        reference = _measure(
+            "features, drift reference date",
+            lambda: features_at(bundle.train_window[1]),
+            rows,
+            sampler,
+            resettable,
+        )
     scored = _measure(
         "score_accounts (churn, SHAP)",
         lambda: score_accounts(
@@ -241,6 +286,7 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
         "reference_rows": len(reference),
         "events": int(report.rows.get("usage_events", 0)),
         "exclusions": report.exclusions.get("usage_events", {}),
+        "notes": [n for n in report.notes if n.startswith("usage_events")],
         "duckdb": {"memory_limit": settings[0], "temp_directory": settings[1]},
         "peak_reset": resettable,
         "checksum": float(scored.predictions["churn_probability"].sum()),
@@ -258,19 +304,54 @@ def _child(args: list[str]) -> str:
     return done.stdout
 
 
+def _path_rows(result: dict) -> list[dict]:
+    return [r for r in result["rows"] if not r.get("extra")]
+
+
 def _print_table(result: dict, label: str) -> None:
     print(f"\n{label}: DuckDB memory_limit {result['duckdb']['memory_limit']}, "
           f"temp_directory {result['duckdb']['temp_directory'] or '(none)'}")  # fmt: skip
-    print(f"{'step':<34} {'seconds':>8} {'RSS at start MB':>16} {'peak RSS MB':>12}")
+    print(f"{'step':<34} {'seconds':>8} {'CPU s':>8} {'RSS at start MB':>16} {'peak RSS MB':>12}")
     for row in result["rows"]:
-        print(f"{row['step']:<34} {row['seconds']:8.1f} {row['start_mb']:16.0f} "
-              f"{row['peak_mb']:12.0f}")  # fmt: skip
-    total = sum(r["seconds"] for r in result["rows"])
-    peak = max(r["peak_mb"] for r in result["rows"])
-    print(f"{'whole path':<34} {total:8.1f} {'':>16} {peak:12.0f}")
-    print(f"accounts scored {result['accounts_scored']:,}; usage events {result['events']:,}; "
-          f"usage exclusions {result['exclusions']}; "
+        print(f"{row['step']:<34} {row['seconds']:8.1f} {row['cpu_s']:8.1f} "
+              f"{row['start_mb']:16.0f} {row['peak_mb']:12.0f}")  # fmt: skip
+    total = sum(r["seconds"] for r in _path_rows(result))
+    cpu = sum(r["cpu_s"] for r in _path_rows(result))
+    peak = max(r["peak_mb"] for r in _path_rows(result))
+    print(f"{'whole path':<34} {total:8.1f} {cpu:8.1f} {'':>16} {peak:12.0f}")
+    print(f"accounts scored {result['accounts_scored']:,}; usage events checked "
+          f"{result['events']:,}; usage exclusions {result['exclusions']}; "
           f"sum of churn probabilities {result['checksum']:.6f}")  # fmt: skip
+    for note in result.get("notes", []):
+        print(f"  {note}")
+
+
+def _print_comparison(before: list[dict], after: list[dict]) -> None:
+    """Seconds of every run (before / after, interleaved) and the peak of the first."""
+    order = [r["step"] for r in _path_rows(after[0])]
+    order += [r["step"] for r in _path_rows(before[0]) if r["step"] not in order]
+
+    def cell(results: list[dict], step: str | None) -> tuple[str, str, str]:
+        peaks = [r["peak_mb"] for r in _path_rows(results[0]) if step in (None, r["step"])]
+        if not peaks:
+            return "-", "-", "-"
+
+        def runs(key: str) -> str:
+            found = [
+                sum(r[key] for r in _path_rows(res) if step in (None, r["step"])) for res in results
+            ]
+            return " / ".join(f"{x:.1f}" for x in found)
+
+        return runs("seconds"), runs("cpu_s"), f"{max(peaks):,.0f}"
+
+    print("\n| step | before s | CPU s | peak MB | after s | CPU s | peak MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for step in [*order, None]:
+        b, a = cell(before, step), cell(after, step)
+        print(f"| {step or 'whole path'} | {' | '.join(b)} | {' | '.join(a)} |")
+    for label, results in (("before", before), ("after", after)):
+        sums = {f"{res['checksum']:.6f}" for res in results}
+        print(f"{label}: sum of churn probabilities {', '.join(sorted(sums))}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -284,7 +365,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     parser.add_argument("--bundle", type=Path, help="reuse a bundle folder written before")
+    parser.add_argument(
+        "--no-reference-build",
+        action="store_true",
+        help="leave out the feature build at the drift reference date",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each setting")
+    parser.add_argument(
+        "--before", type=Path, help="a checkout whose benchmark runs interleaved with this one"
+    )
     parser.add_argument("--child", choices=["train", "path"], help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)
     parser.add_argument("--run-date", type=date.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "train":
@@ -307,11 +398,20 @@ def main(argv: list[str] | None = None) -> None:
         if not (bundle / "bundle.json").exists():
             print("training the churn bundle (not measured) ...", flush=True)
             _child([*common, "--child", "train", "--bundle", str(bundle)])
+        extra = ["--no-reference-build"] if args.no_reference_build else []
         for limit in args.memory_limit or ["default"]:
-            out = _child(
-                [*common, "--child", "path", "--bundle", str(bundle), "--memory-limit", limit]
-            )
-            _print_table(json.loads(out.strip().splitlines()[-1]), f"memory_limit={limit}")
+            path = [*common, "--child", "path", "--bundle", str(bundle), "--memory-limit", limit]
+            before, after = [], []
+            for i in range(args.repeat):
+                out = _child([*path, *extra])
+                after.append(json.loads(out.strip().splitlines()[-1]))
+                _print_table(after[-1], f"run {i + 1}, memory_limit={limit}")
+                if args.before is not None:
+                    out = _child([*path, *extra, "--code", str(args.before.resolve())])
+                    before.append(json.loads(out.strip().splitlines()[-1]))
+                    _print_table(before[-1], f"before ({args.before}), run {i + 1}, {limit}")
+            if before:
+                _print_comparison(before, after)
 
 
 if __name__ == "__main__":

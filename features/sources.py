@@ -648,17 +648,26 @@ def typed_select(
     *,
     with_raw: bool = False,
     distinct: bool = False,
+    where: str | None = None,
+    relation: str | None = None,
+    passthrough: tuple[str, ...] = (),
 ) -> str | None:
     """``SELECT`` of a source's contract columns under contract names and types (absent or
     unusable columns as typed NULLs); with ``with_raw`` also ``<column>__raw``. None if absent.
 
     ``distinct`` first keeps one copy of rows identical in every contract column as stored:
-    deduplicating before the casts is about twice as fast as after them.
+    deduplicating before the casts is about twice as fast as after them. ``where`` (SQL over
+    the stored columns, such as :func:`row_time_after`) keeps only the rows it holds for,
+    before the DISTINCT, so a DISTINCT never reads more than those rows (the source is ``r``
+    there). ``relation`` reads another relation with the stored columns instead of the source;
+    ``passthrough`` are more of its columns, selected as they are.
     """
-    raw = _raw_relation(wh, loc)
+    raw = _raw_relation(wh, loc) if relation is None else relation
     if raw is None:
         return None
     present = present_columns(loc, physical)
+    if where is not None:
+        raw = f"(SELECT * FROM {raw} AS r WHERE {where}) AS _rows"
     if distinct:
         stored = ", ".join(quote_ident(loc.physical(c), what="column name") for c in present)
         raw = f"(SELECT DISTINCT {stored} FROM {raw}) AS _distinct"
@@ -674,7 +683,70 @@ def typed_select(
             phys = quote_ident(loc.physical(col.name), what="column name")
             raw_expr = phys if phys_type is not None else "NULL"
             items.append(f"{raw_expr} AS {quote_ident(col.name + '__raw')}")
+    items += [quote_ident(c) for c in passthrough]
     return "SELECT\n    " + ",\n    ".join(items) + f"\n  FROM {raw}"
+
+
+COPIES_COLUMN = "_copies"
+
+
+def copies_table(name: str) -> str:
+    """Name of the session-local table of the rows of ``name`` stored more than once among the
+    rows a run reads: one row each, with ``_copies`` (how many extra copies there are)."""
+    return f"churnlens_copies_{name}"
+
+
+def copies_select(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], where: str | None
+) -> str:
+    """SQL for :func:`copies_table`: the stored columns of each row held more than once (among
+    the rows ``where`` keeps), and its extra copies. NULLs group together, as in DISTINCT."""
+    raw = _raw_relation(wh, loc)
+    stored = ", ".join(
+        quote_ident(loc.physical(c), what="column name") for c in present_columns(loc, physical)
+    )
+    filtered = "" if where is None else f" WHERE {where}"
+    return (
+        f"SELECT {stored}, count(*) - 1 AS {quote_ident(COPIES_COLUMN)} FROM {raw}{filtered} "
+        f"GROUP BY {stored} HAVING count(*) > 1"
+    )
+
+
+def _without_copies(wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]) -> str:
+    """SQL over the stored columns: the row is not one of :func:`copies_table` (an anti-join on
+    every stored column; nullable ones compare NULL equal to NULL, as DISTINCT does)."""
+    present = present_columns(loc, physical)
+    conditions = []
+    for name in present:
+        phys = quote_ident(loc.physical(name), what="column name")
+        equal = "IS NOT DISTINCT FROM" if loc.spec.column(name).nullable else "="
+        conditions.append(f"c.{phys} {equal} r.{phys}")
+    table = quote_ident(copies_table(loc.spec.name))
+    return f"NOT EXISTS (SELECT 1 FROM {table} AS c WHERE {' AND '.join(conditions)})"
+
+
+def row_time(wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]) -> str | None:
+    """SQL over the stored columns for the time that dates a row (the table's first
+    ``event_time_columns``) as staged: a naive UTC TIMESTAMP, NULL where it is missing or does
+    not cast. None when the table has no such column, or not of a usable type."""
+    if not loc.spec.event_time_columns:
+        return None
+    col = loc.spec.column(loc.spec.event_time_columns[0])
+    phys_type = present_columns(loc, physical).get(col.name)
+    if phys_type is None or not type_accepted(col.type, phys_type):
+        return None
+    return typed_expr(wh, col, loc.physical(col.name), phys_type)
+
+
+def row_time_after(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], moment: datetime
+) -> str | None:
+    """SQL over the stored columns: the row is dated after ``moment`` (naive UTC); rows without
+    a time are not. None when the table has no usable time column."""
+    time_sql = row_time(wh, loc, physical)
+    if time_sql is None:
+        return None
+    return f"COALESCE(({time_sql}) > {timestamp_literal(moment)}, FALSE)"
 
 
 def resolve_relations(rule_sql: str, relations: Mapping[str, str]) -> str | None:
@@ -711,17 +783,37 @@ def staging_select(
     sources: Mapping[str, SourceLocation] | None = None,
     deduplicate: bool | None = None,
     reference_time: datetime | None = None,
+    deduplicate_after: datetime | None = None,
 ) -> str | None:
     """The SQL of ``stg_<table>``: typed columns, minus excluded rows (and exact duplicates when
     the table deduplicates). Without ``sources``, cross-table exclusions use the contract names in
     the same schema. ``reference_time`` (naive UTC, the end of the run date) drops the rows dated
     after it; without it (unit tests of feature SQL) those rules are left out. None when the
-    source is absent."""
+    source is absent.
+
+    ``deduplicate_after`` (naive UTC) removes exact duplicates only among the rows dated after
+    it, the rows the run's feature windows read; older rows are staged as stored. Copies share
+    their time, so the rows after it are exactly those of the DISTINCT over the whole table."""
     physical = physical_columns(wh, loc)
     distinct = loc.spec.deduplicate if deduplicate is None else deduplicate
     select = typed_select(wh, loc, physical, distinct=distinct) if physical else None
     if select is None:
         return None
+    after = row_time_after(wh, loc, physical, deduplicate_after) if deduplicate_after else None
+    if distinct and after is not None:
+        copies = copies_table(loc.spec.name)
+        if wh.table_exists(copies):
+            # the rows held once, then one of each row held more than once (validation's
+            # table of copies): a hash anti-join against a few rows instead of a DISTINCT
+            once = f"{after} AND {_without_copies(wh, loc, physical)}"
+            recent = (
+                f"{typed_select(wh, loc, physical, where=once)}\n  UNION ALL\n  "
+                f"{typed_select(wh, loc, physical, relation=quote_ident(copies))}"
+            )
+        else:
+            recent = typed_select(wh, loc, physical, distinct=True, where=after)
+        older = typed_select(wh, loc, physical, where=f"NOT {after}")
+        select = f"{recent}\n  UNION ALL\n  {older}"
     if sources is None:
         sources = {
             n: SourceLocation(CONTRACT[n], n, loc.schema, {}) for n in ("accounts", "contracts")
@@ -754,17 +846,23 @@ def create_staging_view(
     sources: Mapping[str, SourceLocation] | None = None,
     deduplicate: bool | None = None,
     reference_time: datetime | None = None,
+    deduplicate_after: datetime | None = None,
 ) -> bool:
     """(Re)create the temporary view ``stg_<table>`` for one source (and, for a table that
     deduplicates, ``stg_<table>_with_duplicates``). Returns False when the source is absent (see
-    :func:`create_empty_staging_view`).
+    :func:`create_empty_staging_view`). ``deduplicate_after``: see :func:`staging_select`.
 
     Types are not checked here: run :func:`features.validation.validate_sources` first (or
     :func:`features.validation.prepare_sources`, which does both), so a bad column gets a message
     naming it rather than a cast error.
     """
     sql = staging_select(
-        wh, loc, sources=sources, deduplicate=deduplicate, reference_time=reference_time
+        wh,
+        loc,
+        sources=sources,
+        deduplicate=deduplicate,
+        reference_time=reference_time,
+        deduplicate_after=deduplicate_after,
     )
     if sql is None:
         return False

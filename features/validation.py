@@ -7,26 +7,44 @@ overlaps). Only failing checks and exclusions fetch example rows. Rules are eith
 (collected, then raised together as one :class:`ContractError`) or counted exclusions that the
 staging views drop; ``docs/data-contract.md`` lists which is which. Every time cut-off is the
 ``reference_time`` passed in (the end of the run date), never the clock.
+
+A run that says which rows its feature windows read (``reads_after``, :func:`feature_reads_after`)
+checks and deduplicates only what it needs: exact duplicates are counted and removed among the
+rows dated after ``reads_after`` (the rows the windows read; a copy shares its time, so those
+rows are exactly what a DISTINCT over the whole table would give), and the event tables are
+checked incrementally. After a run that passes, ``<output_schema>.source_checks`` records per
+event table that every row dated up to ``reads_after`` passed, and how many rows that was
+(:class:`SourceCheck`); the next run re-counts those rows (one read of the time column) and,
+when the count is unchanged and the rules and columns are the same, checks only the rows dated
+after ``min(reads_after, checked_through)`` and rows without a time. A changed count (rows
+loaded late, or deleted) checks every row again. Not detected: an old row edited in place
+(same count); delete the table's row of ``source_checks`` to force a full check.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from features.catalog import FEATURES
 from features.config import WarehouseConfig
 from features.sources import (
     ACCEPTED_FAMILIES,
     CONTRACT,
+    COPIES_COLUMN,
     SQL_TYPES,
     RowRule,
     SourceLocation,
     TableSpec,
     converted_to_utc,
+    copies_select,
+    copies_table,
     create_empty_staging_view,
     create_staging_view,
     locate_sources,
@@ -35,14 +53,20 @@ from features.sources import (
     reference_relations,
     resolve_relations,
     row_rules,
+    row_time,
+    row_time_after,
+    timestamp_literal,
     type_accepted,
     typed_select,
 )
-from features.warehouse import Warehouse, quote_ident
+from features.warehouse import Warehouse, qualified, quote_ident
 
 MAX_EXAMPLES = 5
 MAX_EXCLUSION_EXAMPLES = 3
 DEFAULT_MAX_UNMATCHED_SHARE = 0.05
+SOURCE_CHECKS_TABLE = "source_checks"
+# part of every rules fingerprint: bump when a rule's meaning changes without its SQL changing
+CHECKS_VERSION = 1
 
 _EXCLUSION_TEXT = {
     "unknown_account": "account_id not in accounts",
@@ -123,6 +147,8 @@ class SourceReport:
     # table -> reason -> up to three example ids of excluded rows
     examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     reference_time: dt.datetime | None = None
+    # what this run checked, per event table, for <output_schema>.source_checks (reads_after runs)
+    checks: dict[str, SourceCheck] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Plain-language run-log lines, one per fact."""
@@ -160,6 +186,47 @@ def _reason_text(table: str, reason: str) -> str:
     return reason
 
 
+@dataclass(frozen=True)
+class SourceCheck:
+    """What a run that passed checked of one event table (a row of ``source_checks``): every
+    row dated up to ``checked_through`` (naive UTC), ``rows_through`` of them, passed the
+    contract's rules, whose location, columns and SQL ``rules`` fingerprints."""
+
+    source: str
+    checked_through: dt.datetime
+    rows_through: int
+    rules: str
+    reference_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Which rows of one table a run checks. ``checked_after``: rows dated after it and rows
+    without a time (None: every row); ``dedup_after``: exact duplicates are counted among the
+    rows dated after it (None: every row); ``record_through``: the time a new
+    :class:`SourceCheck` is recorded through (None: none); ``earlier``: the record that vouches
+    for the rows up to ``checked_after``."""
+
+    checked_after: dt.datetime | None = None
+    dedup_after: dt.datetime | None = None
+    record_through: dt.datetime | None = None
+    earlier: SourceCheck | None = None
+
+
+def feature_reads_after(
+    as_of_dates: Sequence[dt.datetime], *, table: str = "usage_events"
+) -> dt.datetime:
+    """The time after which the feature windows of ``as_of_dates`` read ``table``: the earliest
+    as_of minus the longest window of the catalog's features of that table's group (90 days for
+    usage). Labels read only after an as_of, so a training grid needs nothing earlier either."""
+    group = CONTRACT[table].feature_group
+    windows = [f.window_days for f in FEATURES.values() if f.group == group and f.window_days]
+    if not windows:
+        raise ValueError(f"no feature of group {group!r} has a window: {table} has no window floor")
+    earliest = min(_naive_utc(d) for d in as_of_dates)
+    return earliest - dt.timedelta(days=max(windows))
+
+
 # --- entry points ---------------------------------------------------------------------------
 
 
@@ -169,6 +236,8 @@ def validate_sources(
     *,
     reference_time: dt.datetime,
     max_unmatched_share: float = DEFAULT_MAX_UNMATCHED_SHARE,
+    reads_after: dt.datetime | None = None,
+    earlier_checks: Mapping[str, SourceCheck] | None = None,
 ) -> SourceReport:
     """Check every located source against the contract; raise one :class:`ContractError` that
     lists all problems, else return what is available and what the staging views will exclude.
@@ -177,9 +246,16 @@ def validate_sources(
     are excluded and counted, so the run sees the data as they were on its date. A table whose
     share of rows with an ``account_id`` not in ``accounts`` exceeds ``max_unmatched_share``
     is an error (ids that do not join at all); below it those rows are excluded and counted.
+
+    ``reads_after`` (naive UTC; None: the run reads every row) limits the exact-duplicate count
+    to the rows dated after it and, with ``earlier_checks`` (the rows of ``source_checks``),
+    skips the event-table rows an earlier run checked (see the module docstring); counts and
+    exclusions are then those of the rows checked.
     """
     started = time.perf_counter()
     ref = _naive_utc(reference_time)
+    after = None if reads_after is None else _naive_utc(reads_after)
+    earlier_checks = earlier_checks or {}
     problems: list[Problem] = []
     physical: dict[str, dict[str, str]] = {}
     skipped: list[str] = []
@@ -196,21 +272,28 @@ def validate_sources(
     exclusions: dict[str, dict[str, int]] = {}
     examples: dict[str, dict[str, list[str]]] = {}
     notes: list[str] = []
+    checks: dict[str, SourceCheck] = {}
     for name, cols in physical.items():
         loc = locations[name]
         problems += _structural_problems(loc, cols)
         notes += _absent_nullable_notes(loc, cols)
-        checked = _check_rows(wh, loc, cols, relations, ref, max_unmatched_share)
+        fingerprint = _rules_fingerprint(wh, loc, cols, relations)
+        scope, scope_notes = _scope(wh, loc, cols, after, earlier_checks.get(name), fingerprint)
+        notes += scope_notes
+        checked = _check_rows(wh, loc, cols, relations, ref, max_unmatched_share, scope)
         rows[name] = checked.n_rows
         problems += checked.problems
         notes += checked.notes
-        if checked.n_rows == 0 and loc.spec.required:
+        vouched = scope.earlier is not None and scope.earlier.rows_through > 0
+        if checked.n_rows == 0 and loc.spec.required and not vouched:
             problems.append(_empty_table(loc))
-        problems += _duplicate_keys(wh, loc, cols)
+        problems += _duplicate_keys(wh, loc, cols, scope)
         problems += _overlapping_periods(wh, loc, cols)
         if checked.excluded:
             exclusions[name] = checked.excluded
             examples[name] = checked.examples
+        if checked.rows_through is not None:
+            checks[name] = _record(name, scope, checked.rows_through, fingerprint, ref)
     if problems:
         raise ContractError(problems)
     return SourceReport(
@@ -222,6 +305,7 @@ def validate_sources(
         seconds=time.perf_counter() - started,
         examples=examples,
         reference_time=ref,
+        checks=checks,
     )
 
 
@@ -231,6 +315,7 @@ def prepare_sources(
     *,
     reference_time: dt.datetime,
     require_contract: bool = True,
+    reads_after: dt.datetime | None = None,
 ) -> SourceReport:
     """Locate the contract tables, validate them, and (re)create the ``stg_<table>`` views.
 
@@ -241,27 +326,183 @@ def prepare_sources(
     ``require_contract`` (the contract rule of ``features.active``) excludes accounts without
     any contract row. Under the activity rules it must be False: a contract signed after an
     observation date would otherwise decide whether a usage-only account exists at that date.
+
+    ``reads_after`` (:func:`feature_reads_after` of the run's as_of dates; None: every row)
+    checks and deduplicates only what the run reads, incrementally against ``source_checks`` in
+    ``config.output_schema``, which a run that passes updates in one transaction (module
+    docstring). The staging views then remove exact duplicates only among the rows dated after
+    it: the rows every feature window of those dates reads, with the values a full
+    deduplication gives them.
     """
     locations = locate_sources(config)
     if not require_contract and "accounts" in locations:
         accounts = locations["accounts"]
         locations["accounts"] = replace(accounts, spec=replace(accounts.spec, needs_contract=False))
+    after = None if reads_after is None else _naive_utc(reads_after)
     report = validate_sources(
         wh,
         locations,
         reference_time=reference_time,
         max_unmatched_share=config.max_unmatched_share,
+        reads_after=after,
+        earlier_checks=read_source_checks(wh, config.output_schema) if after else None,
     )
+    if report.checks:
+        record_source_checks(wh, config.output_schema, report.checks.values())
     ref = _naive_utc(reference_time)
     for name in report.available:
         dupes = report.exclusions.get(name, {}).get("exact_duplicate", 0)
         # DISTINCT only when needed: on 50M events it costs more than the whole scan
         create_staging_view(
-            wh, locations[name], sources=locations, deduplicate=dupes > 0, reference_time=ref
+            wh,
+            locations[name],
+            sources=locations,
+            deduplicate=dupes > 0,
+            reference_time=ref,
+            deduplicate_after=after,
         )
     for name in report.skipped:
         create_empty_staging_view(wh, CONTRACT[name])
     return report
+
+
+# --- incremental checks: source_checks ------------------------------------------------------
+
+
+def read_source_checks(wh: Warehouse, schema: str) -> dict[str, SourceCheck]:
+    """The rows of ``<schema>.source_checks`` by source ({} before the first recorded run)."""
+    if not wh.table_exists(SOURCE_CHECKS_TABLE, schema):
+        return {}
+    frame = wh.query(
+        "SELECT source, checked_through, rows_through, rules, reference_time "
+        f"FROM {qualified(SOURCE_CHECKS_TABLE, schema)}"
+    )
+    return {
+        str(r.source): SourceCheck(
+            source=str(r.source),
+            checked_through=_datetime(r.checked_through),
+            rows_through=_int(r.rows_through),
+            rules=str(r.rules),
+            reference_time=_datetime(r.reference_time),
+        )
+        for r in frame.itertuples(index=False)
+    }
+
+
+def record_source_checks(wh: Warehouse, schema: str, checks: Iterable[SourceCheck]) -> None:
+    """Replace the rows of these sources in ``<schema>.source_checks``, in one transaction
+    (keyed by source: running twice leaves the same rows)."""
+    table = qualified(SOURCE_CHECKS_TABLE, schema)
+    with wh.transaction():
+        wh.create_schema(schema)
+        wh.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (source VARCHAR PRIMARY KEY, "
+            "checked_through TIMESTAMP NOT NULL, rows_through BIGINT NOT NULL, "
+            "rules VARCHAR NOT NULL, reference_time TIMESTAMP NOT NULL)"
+        )
+        for check in checks:
+            wh.execute(f"DELETE FROM {table} WHERE source = ?", [check.source])
+            wh.execute(
+                f"INSERT INTO {table} (source, checked_through, rows_through, rules, "
+                "reference_time) VALUES (?, ?, ?, ?, ?)",
+                [
+                    check.source,
+                    check.checked_through,
+                    check.rows_through,
+                    check.rules,
+                    check.reference_time,
+                ],
+            )
+
+
+def _incremental(spec: TableSpec) -> bool:
+    """Event tables, whose rows are dated and whose key (if any) includes that date, so rows
+    added later can only repeat the key of rows of the same date: checking the rows dated after
+    a time finds every problem they bring."""
+    if not spec.event_time_columns:
+        return False
+    return not spec.key or spec.event_time_columns[0] in spec.key
+
+
+def _rules_fingerprint(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], relations: Mapping[str, str]
+) -> str:
+    """A digest of where a table is, its columns and types, and the SQL of its rules: a record
+    made under others vouches for nothing."""
+    rules = [sql for _, sql in _runnable_rules(loc.spec, present_columns(loc, physical), relations)]
+    text = json.dumps(
+        [
+            CHECKS_VERSION,
+            loc.label,
+            sorted(physical.items()),
+            typed_select(wh, loc, physical),
+            rules,
+        ]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _scope(
+    wh: Warehouse,
+    loc: SourceLocation,
+    physical: Mapping[str, str],
+    after: dt.datetime | None,
+    earlier: SourceCheck | None,
+    fingerprint: str,
+) -> tuple[_Scope, list[str]]:
+    """The rows of one table this run checks, and notes saying why."""
+    if after is None or row_time(wh, loc, physical) is None:
+        return _Scope(), []
+    if not _incremental(loc.spec):
+        return _Scope(dedup_after=after), []
+    name = loc.spec.name
+    if earlier is None:
+        return _Scope(dedup_after=after, record_through=after), []
+    through = f"{earlier.checked_through:%Y-%m-%d %H:%M}"
+    if earlier.rules != fingerprint:
+        note = (
+            f"{name}: the rows up to {through} were checked with other columns or rules: "
+            "every row checked again"
+        )
+        return _Scope(dedup_after=after, record_through=after), [note]
+    now = _rows_through(wh, loc, physical, earlier.checked_through)
+    if now != earlier.rows_through:
+        note = (
+            f"{name}: {now:,} rows dated up to {through}, where an earlier run checked "
+            f"{earlier.rows_through:,} (rows loaded late or removed): every row checked again"
+        )
+        return _Scope(dedup_after=after, record_through=after), [note]
+    note = (
+        f"{name}: {earlier.rows_through:,} rows dated up to {through} passed an earlier run "
+        "and are unchanged in number: not checked again"
+    )
+    scope = _Scope(
+        checked_after=min(after, earlier.checked_through),
+        dedup_after=after,
+        record_through=after,
+        earlier=earlier,
+    )
+    return scope, [note]
+
+
+def _rows_through(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], moment: dt.datetime
+) -> int:
+    """Rows dated up to ``moment`` (a read of the time column only)."""
+    time_sql = row_time(wh, loc, physical)
+    src = typed_select(wh, loc, physical, where=f"({time_sql}) <= {timestamp_literal(moment)}")
+    return _int(wh.scalar(f"WITH src AS (\n  {src}\n)\nSELECT count(*) FROM src"))
+
+
+def _scope_filter(
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], scope: _Scope
+) -> str | None:
+    """SQL over the stored columns for the rows ``scope`` checks; None: every row."""
+    if scope.checked_after is None:
+        return None
+    after = row_time_after(wh, loc, physical, scope.checked_after)
+    time_sql = row_time(wh, loc, physical)
+    return f"({after} OR ({time_sql}) IS NULL)"
 
 
 # --- structural checks (no scan) ------------------------------------------------------------
@@ -339,6 +580,7 @@ class _Checked:
     excluded: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rows_through: int | None = None  # rows checked dated up to the scope's record_through
 
 
 def _check_rows(
@@ -348,9 +590,13 @@ def _check_rows(
     relations: Mapping[str, str],
     ref: dt.datetime,
     max_unmatched_share: float,
+    scope: _Scope | None = None,
 ) -> _Checked:
-    """Count every row rule of one table in one query; fetch examples of the failing ones."""
-    src = typed_select(wh, loc, physical, with_raw=True)
+    """Count every row rule of one table in one query over the rows ``scope`` checks (default:
+    every row); fetch examples of the failing ones."""
+    scope = _Scope() if scope is None else scope
+    where = _scope_filter(wh, loc, physical, scope)
+    src = typed_select(wh, loc, physical, with_raw=True, where=where)
     assert src is not None  # physical columns were found, so the source exists
     rules = _runnable_rules(loc.spec, present_columns(loc, physical), relations)
     # each rule becomes a flag computed once per row, then summed: one scan for all rules
@@ -363,13 +609,19 @@ def _check_rows(
     facts = _fact_aggregates(loc, physical)
     aggregates += [f"sum(CASE WHEN {sql} THEN 1 ELSE 0 END) AS {alias}" for alias, sql in facts]
     kept = _kept(rules)
-    if loc.spec.deduplicate:
+    time_col = quote_ident(loc.spec.event_time_columns[0]) if loc.spec.event_time_columns else ""
+    if loc.spec.deduplicate and scope.dedup_after is None:
         aggregates.append(f"sum(CASE WHEN {kept} THEN 1 ELSE 0 END) AS kept_rows")
+    if scope.record_through is not None:
+        through = timestamp_literal(scope.record_through)
+        aggregates.append(f"sum(CASE WHEN {time_col} <= {through} THEN 1 ELSE 0 END) AS through")
     flagged = ", ".join(["*", *flags])
     with_flagged = f"WITH src AS (\n  {src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
     sql = with_flagged + "SELECT\n  " + ",\n  ".join(aggregates) + "\nFROM flagged"
     counts = wh.query(sql, params).iloc[0]
     out = _Checked(n_rows=_int(counts["n_rows"]))
+    if scope.record_through is not None:
+        out.rows_through = _int(counts["through"])
     out.notes = _fact_notes(loc, {alias: _int(counts[alias]) for alias, _ in facts})
     for i, (rule, rule_sql) in enumerate(rules):
         n = _int(counts[f"k{i}"])
@@ -393,12 +645,76 @@ def _check_rows(
             )
         else:
             out.problems.append(_row_problem(loc, rule, n, examples, ref))
-    if loc.spec.deduplicate:
+    if loc.spec.deduplicate and scope.dedup_after is not None:
+        window = row_time_after(wh, loc, physical, scope.dedup_after)
+        dupes, found = _window_copies(wh, loc, physical, rules, kept, ref, window)
+        if dupes:
+            out.excluded["exact_duplicate"] = dupes
+            out.examples["exact_duplicate"] = found
+    elif loc.spec.deduplicate:
         dupes = _exact_duplicates(wh, loc, physical, rules, kept, ref, _int(counts["kept_rows"]))
         if dupes:
             out.excluded["exact_duplicate"] = dupes
             out.examples["exact_duplicate"] = _duplicate_examples(wh, loc, physical)
     return out
+
+
+def _window_copies(
+    wh: Warehouse,
+    loc: SourceLocation,
+    physical: Mapping[str, str],
+    rules: list[tuple[RowRule, str]],
+    kept: str,
+    ref: dt.datetime,
+    window: str | None,
+) -> tuple[int, list[str]]:
+    """The exact duplicates among the rows ``window`` keeps: one grouping of those rows into
+    the session's :func:`~features.sources.copies_table` (the rows held more than once, which
+    the staging view then keeps once), then the contract's exclusions over those few rows.
+    Returns the extra copies the view drops, and up to three of them."""
+    table = copies_table(loc.spec.name)
+    _replace_temp_table(wh, table, copies_select(wh, loc, physical, window))
+    src = typed_select(
+        wh,
+        loc,
+        physical,
+        with_raw=True,
+        relation=quote_ident(table),
+        passthrough=(COPIES_COLUMN,),
+    )
+    excluding = [(i, r, q) for i, (r, q) in enumerate(rules) if r.action == "exclude"]
+    flagged = ", ".join(["*", *(f"COALESCE(({q}), FALSE) AS f{i}" for i, _, q in excluding)])
+    params = [ref] * sum(r.invalid.count("?") for _, r, _ in excluding)
+    head = f"WITH src AS (\n  {src}\n),\nflagged AS (SELECT {flagged} FROM src)\n"
+    copies = quote_ident(COPIES_COLUMN)
+    n = _int(
+        wh.scalar(
+            head + f"SELECT sum(CASE WHEN {kept} THEN {copies} ELSE 0 END) FROM flagged", params
+        )
+    )
+    if not n:
+        return 0, []
+    ident = ", ".join(quote_ident(c) for c in loc.spec.example_columns)
+    found = wh.query(
+        head + f"SELECT {ident} FROM flagged WHERE {kept} ORDER BY {ident} "
+        f"LIMIT {MAX_EXCLUSION_EXAMPLES}",
+        params,
+    ).to_dict("records")
+    return n, [_example_id(loc.spec, {k: _plain(v) for k, v in r.items()}) for r in found]
+
+
+def _record(
+    name: str, scope: _Scope, through: int, fingerprint: str, ref: dt.datetime
+) -> SourceCheck:
+    """The source_checks row after this run: the rows up to ``record_through`` all checked (by
+    an earlier run up to its time, ``through`` of them by this one after it); an earlier record
+    that reaches further (a run for an earlier date) stays as it is."""
+    assert scope.record_through is not None
+    earlier = scope.earlier
+    if earlier is not None and earlier.checked_through >= scope.record_through:
+        return earlier
+    before = earlier.rows_through if earlier is not None else 0
+    return SourceCheck(name, scope.record_through, before + through, fingerprint, ref)
 
 
 def _exact_duplicates(
@@ -445,6 +761,18 @@ def _duplicate_examples(
         if found:
             break
     return [_example_id(loc.spec, {k: _plain(v) for k, v in r.items()}) for r in found]
+
+
+def _replace_temp_table(wh: Warehouse, name: str, select_sql: str) -> None:
+    """Create or replace the session-local table ``name``. PostgreSQL tracks the staging view
+    that reads it (recreated by :func:`prepare_sources` right after); ``pg_temp.`` never drops a
+    permanent table of that name."""
+    table = quote_ident(name)
+    if wh.dialect == "postgres":
+        wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table} CASCADE")
+        wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}")
+    else:
+        wh.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{select_sql}")
 
 
 def _too_many_unmatched(rule: RowRule, n: int, n_rows: int, max_share: float) -> bool:
@@ -653,16 +981,19 @@ def _overlapping_periods(
 
 
 def _duplicate_keys(
-    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str]
+    wh: Warehouse, loc: SourceLocation, physical: Mapping[str, str], scope: _Scope | None = None
 ) -> list[Problem]:
-    """Keys that occur more than once: one grouped query returns counts and examples."""
+    """Keys that occur more than once among the rows ``scope`` checks (a key that holds the
+    row's date repeats only among rows of that date): one grouped query returns counts and
+    examples."""
     spec = loc.spec
     present = present_columns(loc, physical)
     if not spec.key or not all(
         k in present and type_accepted(spec.column(k).type, present[k]) for k in spec.key
     ):
         return []
-    src = typed_select(wh, loc, physical)
+    where = None if scope is None else _scope_filter(wh, loc, physical, scope)
+    src = typed_select(wh, loc, physical, where=where)
     keys = ", ".join(quote_ident(k) for k in spec.key)
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in spec.key)
     sql = (
@@ -696,6 +1027,13 @@ def _duplicate_keys(
 
 
 # --- small helpers --------------------------------------------------------------------------
+
+
+def _datetime(value: Any) -> dt.datetime:
+    """A timestamp read back from the warehouse as a naive ``datetime``."""
+    import pandas as pd
+
+    return _naive_utc(pd.Timestamp(value).to_pydatetime())
 
 
 def _naive_utc(moment: dt.datetime) -> dt.datetime:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.config import FeatureConfig, WarehouseConfig
 from features.sources import SourceMappingError, locate_sources
-from features.validation import SourceReport, prepare_sources
+from features.validation import SourceReport, feature_reads_after, prepare_sources
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, validate_ident
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
@@ -197,13 +197,22 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
     return PostgresWarehouse(dsn)
 
 
-def stage_sources(wh: Warehouse, settings: Settings, *, reference_time: datetime) -> SourceReport:
+def stage_sources(
+    wh: Warehouse,
+    settings: Settings,
+    *,
+    reference_time: datetime,
+    as_of_dates: Sequence[datetime] | None = None,
+) -> SourceReport:
     """Validate the configured sources and create their staging views, as every command and
     flow needs them: rows after ``reference_time`` excluded, and accounts without a contract
-    kept only when the active rule is not ``contract`` (features.validation.prepare_sources)."""
+    kept only when the active rule is not ``contract`` (features.validation.prepare_sources).
+    With the ``as_of_dates`` the run builds features for, only what their windows read is
+    checked and deduplicated (``features.validation.feature_reads_after``)."""
     return prepare_sources(
         wh,
         settings.warehouse,
         reference_time=reference_time,
         require_contract=settings.features.active.rule == "contract",
+        reads_after=feature_reads_after(as_of_dates) if as_of_dates else None,
     )

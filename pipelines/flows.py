@@ -159,8 +159,14 @@ def _log_report(report: SourceReport) -> None:
         logger.info(line)
 
 
-def _staged(wh: Warehouse, settings: Settings, reference_time: datetime) -> SourceReport:
-    report = stage_sources(wh, settings, reference_time=reference_time)
+def _staged(
+    wh: Warehouse,
+    settings: Settings,
+    reference_time: datetime,
+    as_of_dates: list[datetime] | None = None,
+) -> SourceReport:
+    # as_of_dates: check and deduplicate only what their feature windows read (issue 16)
+    report = stage_sources(wh, settings, reference_time=reference_time, as_of_dates=as_of_dates)
     _log_report(report)
     return report
 
@@ -177,7 +183,7 @@ def features_at(
     columns of models whose features are ``feature_names`` (their own event types), and count
     the rows per source and week up to ``reference_time`` (a broken source shows there)."""
     with connect() as wh:
-        report = _staged(wh, settings, reference_time)
+        report = _staged(wh, settings, reference_time, dates)
         frame = build_model_features(
             wh,
             dates,
@@ -211,7 +217,7 @@ def training_data(
     """Validate and stage the sources, then build features and labels on the grid, and what
     earlier churn champions realised on their matured weekly scores (None before any)."""
     with connect() as wh:
-        report = _staged(wh, settings, reference_time)
+        report = _staged(wh, settings, reference_time, grid)
         features = build_features(
             wh, grid, available_tables=report.available, config=settings.features
         )
