@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_train.py --data /work/bench-data/w20k \
         [--work /tmp/churnlens-bench-train] [--account-share 0.25] [--trials 8] \
-        [--base-ref main] [--repeat 1] [--threads 2]
+        [--base-ref COMMIT] [--repeat 1] [--threads 2]
 
 Three steps, the last two in fresh processes, interleaved (before, after, before, after, ...):
 
@@ -423,7 +423,9 @@ def main() -> None:
     parser.add_argument("--account-share", type=float, default=0.25)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--base-ref", default="main")
+    parser.add_argument(
+        "--base-ref", default=None, help="the code before (default: merge-base of main and HEAD)"
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument(
@@ -457,6 +459,15 @@ def main() -> None:
     )
     if args.prepare_only:
         return
+    args.base_ref = (
+        args.base_ref
+        or subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "main", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()[:10]
+    )
     base = _export_base(args.base_ref, args.work)
     print(
         f"{started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, load "

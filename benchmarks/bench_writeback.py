@@ -260,7 +260,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--reasons", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--base-ref", default="main")
+    parser.add_argument(
+        "--base-ref", default=None, help="the code before (default: merge-base of main and HEAD)"
+    )
     parser.add_argument(
         "--pg-dsn", default=os.environ.get("CHURNLENS_PG_DSN", "postgresql://127.0.0.1:5432/test")
     )
@@ -268,6 +270,15 @@ def main() -> None:
     args = parser.parse_args()
     scored = make_scored(args.accounts, args.reasons)
     rows = len(scored.predictions) + len(scored.reasons)
+    args.base_ref = (
+        args.base_ref
+        or subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "main", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()[:10]
+    )
     before = _before_module(args.base_ref)
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
