@@ -8,6 +8,11 @@ numeric is clipped to its training 0.5-99.5 % quantiles (so a new extreme cannot
 median-imputed with missing indicators and standardised, all fitted on the training rows. On one
 outside base the untransformed version gave ROC-AUC 0.50 and log-loss 1.64: unbounded event
 counts, standardised, put a few accounts at |z| > 50 and the fit at near-separation.
+
+The logistic fits are bounded in cost: a window of more than ``MAX_LOGISTIC_ROWS`` rows is
+fitted (transforms and regression) on a seeded random sample of that many of its rows. Weekly
+rows of one account are near-duplicates, so a few tens of thousands of rows hold what an L2
+regression on ~100 inputs can learn; below the cap nothing changes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ RFM_COLUMNS = (
 MIN_RFM_COLUMNS = 2
 # Categorical levels beyond this many are left to the booster (one-hot would over-fit).
 MAX_ONE_HOT_LEVELS = 12
+# Most training rows a logistic baseline is fitted on (a seeded sample of a larger window).
+MAX_LOGISTIC_ROWS = 50_000
 
 
 def health_available(frame: pd.DataFrame) -> bool:
@@ -83,7 +90,9 @@ def fit_logistic(
 ) -> Pipeline:
     """L2 logistic regression on log1p'd counts, clipped, median-imputed (+ missing
     indicators), standardised numerics and one-hot low-cardinality categoricals (unseen levels
-    ignored); every transform is fitted on ``frame``, the training rows."""
+    ignored); every transform is fitted on ``frame``, the training rows (at most
+    ``MAX_LOGISTIC_ROWS`` of them, a sample seeded by ``seed``)."""
+    frame, y = _bounded_rows(frame, np.asarray(y), seed)
     X = _logistic_input(frame, numeric, categorical)
     logged = [name for name in numeric if _is_count_like(X[name])]
     categorical = [name for name in categorical if X[name].nunique() <= MAX_ONE_HOT_LEVELS]
@@ -109,6 +118,15 @@ def fit_logistic(
     model.fit(X[numeric + categorical], np.asarray(y, dtype=int))
     model.input_columns = (numeric, categorical)
     return model
+
+
+def _bounded_rows(frame: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """``frame`` and ``y``, or a seeded sample of ``MAX_LOGISTIC_ROWS`` of their rows (in
+    their order) when there are more."""
+    if len(frame) <= MAX_LOGISTIC_ROWS:
+        return frame, y
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), MAX_LOGISTIC_ROWS, replace=False))
+    return frame.iloc[rows], y[rows]
 
 
 def _is_count_like(values: pd.Series) -> bool:

@@ -71,7 +71,7 @@ from models.dataset import (
 from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.gate import Verdict, baseline_verdict
 from models.metrics import METRIC_NAMES, score_metrics
-from models.tuning import LIGHTGBM_SEARCHED, tune_params
+from models.tuning import LIGHTGBM_SEARCHED, TunedFit, search_params
 from models.value import fit_expansion_value
 
 MODEL = "lightgbm"
@@ -165,45 +165,43 @@ def fit_bundle(
     params: dict[str, Any],
     config: ModelConfig,
     gap_days: int,
+    tuned: TunedFit | None = None,
 ) -> ModelBundle:
     """Fit booster + calibrator on one training window (rows of ``frame``): early stopping and
     calibration on the window's latest slice, then (``config.refit``) the shipped booster is
-    retrained on the whole window with the early-stopped number of trees."""
+    retrained on the whole window with the early-stopped number of trees.
+
+    The window's model matrix is prepared once and sliced for the fit rows and the slice;
+    ``tuned`` (the tuning search's best trial, when it searched this very window) stands in for
+    the early-stopped booster when it is provably the same fit (:func:`_reusable_trial`)."""
     label = target_spec(target).label
     levels = categorical_levels(frame, categorical_columns(frame, features))
     split = _inner_split(frame, config, gap_days)
-    fit, valid = frame.iloc[split.fit_rows], frame.iloc[split.valid_rows]
     if _too_few_positives(frame, split, label):
         return _small_data_bundle(frame, target, features, levels, params, config, gap_days)
-    fit_X, valid_X = (prepare_matrix(f, features, levels) for f in (fit, valid))
-    train_set = lgb.Dataset(fit_X, fit[label].to_numpy())
-    valid_set = lgb.Dataset(valid_X, valid[label].to_numpy(), reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=config.num_boost_round,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-    )
-    booster = _truncate(booster)
-    margin = booster.predict(valid_X, raw_score=True)
-    calibrator, scores = choose_calibrator(
-        margin, valid[label].to_numpy(), method=config.calibration
-    )
-    booster_rows = fit
-    if config.refit:
-        booster_rows = frame
-        selection = booster
+    matrix = prepare_matrix(frame, features, levels)
+    y = frame[label].to_numpy()
+    fit_X, valid_X = matrix.iloc[split.fit_rows], matrix.iloc[split.valid_rows]
+    fit_y, valid_y = y[split.fit_rows], y[split.valid_rows]
+    train_set = lgb.Dataset(fit_X, fit_y, params=params)
+    booster = _reusable_trial(tuned, train_set, fit_X, valid_X, params)
+    if booster is None:
+        valid_set = lgb.Dataset(valid_X, valid_y, reference=train_set)
         booster = lgb.train(
             params,
-            lgb.Dataset(prepare_matrix(frame, features, levels), frame[label].to_numpy()),
-            num_boost_round=booster.num_trees(),
+            train_set,
+            num_boost_round=config.num_boost_round,
+            valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
-        offset = level_offset(
-            calibrator,
-            selection.predict(valid_X, raw_score=True),
-            booster.predict(valid_X, raw_score=True),
-        )
+    booster = _truncate(booster)
+    margin = booster.predict(valid_X, raw_score=True)
+    calibrator, scores = choose_calibrator(margin, valid_y, method=config.calibration)
+    booster_rows = frame.iloc[split.fit_rows]
+    if config.refit:
+        booster_rows = frame
+        booster = lgb.train(params, lgb.Dataset(matrix, y), num_boost_round=booster.num_trees())
+        offset = level_offset(calibrator, margin, booster.predict(valid_X, raw_score=True))
         calibrator = ShiftedCalibrator(calibrator, offset)
     used = {
         **params,
@@ -213,7 +211,7 @@ def fit_bundle(
         "inner_accounts_held_out": split.accounts_held_out,
         "refit": config.refit,
         "booster_fit_end": pd.Timestamp(booster_rows["as_of"].max()).isoformat(),
-        "calibration_start": pd.Timestamp(valid["as_of"].min()).isoformat(),
+        "calibration_start": pd.Timestamp(frame["as_of"].iloc[split.valid_rows].min()).isoformat(),
     }
     metrics = {f"calibration_brier_{k}": v for k, v in scores.items()}
     return ModelBundle(
@@ -226,6 +224,27 @@ def fit_bundle(
         metrics=metrics,
         params=used,
     )
+
+
+def _reusable_trial(
+    tuned: TunedFit | None,
+    train_set: lgb.Dataset,
+    fit_X: pd.DataFrame,
+    valid_X: pd.DataFrame,
+    params: dict[str, Any],
+) -> lgb.Booster | None:
+    """The tuning search's best booster when it is exactly the early-stopped fit asked for: the
+    same parameters, fit rows and slice, and the same binned matrix. The search bins without
+    LightGBM's feature pre-filter (its trials vary ``min_data_in_leaf``), this fit with it; the
+    two matrices are the same when the pre-filter drops no feature, which is checked bin count
+    by bin count on ``train_set`` (constructed here, and used for the fit otherwise)."""
+    if tuned is None or tuned.booster is None or tuned.params != params:
+        return None
+    if not (fit_X.index.equals(tuned.fit_index) and valid_X.index.equals(tuned.valid_index)):
+        return None
+    train_set.construct()
+    bins = [train_set.feature_num_bin(i) for i in range(train_set.num_feature())]
+    return tuned.booster if bins == tuned.feature_bins else None
 
 
 def _too_few_positives(frame: pd.DataFrame, split: InnerSplit, label: str) -> str | None:
@@ -348,10 +367,10 @@ def train_model(
     window = dataset.iloc[folds[0].train_rows]
     adaptive = data_size_params(window, label=spec.label, configured=dict(config.params))
     base = base_params(config) | adaptive | monotone_params(features, config, target)
-    params, tuning = _tune(window, target, features, config, gap_days, base, reductions)
+    params, tuning, tuned = _tune(window, target, features, config, gap_days, base, reductions)
     timings["tuning_s"] = time.perf_counter() - clock
     backtest, predictions, notes = _backtest(
-        dataset, folds, target, features, params, config, gap_days, use_health, previous
+        dataset, folds, target, features, params, config, gap_days, use_health, previous, tuned
     )
     timings["backtest_s"] = time.perf_counter() - clock - timings["tuning_s"]
     bundle = fit_bundle(
@@ -450,12 +469,13 @@ def _tune(
     gap_days: int,
     base: dict[str, Any],
     reductions: list[str],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], TunedFit | None]:
     """Search on the first fold's training window; skipped (and said in ``reductions``) when
-    that window is too small for trials to differ by more than noise."""
+    that window is too small for trials to differ by more than noise. Returns the parameters,
+    the search summary and its best trial (None when skipped)."""
     centre = {k: v for k, v in base.items() if k in LIGHTGBM_SEARCHED} | dict(config.params)
     if config.tuning.trials == 0:
-        return base | dict(config.params), {"trials": 0}
+        return base | dict(config.params), {"trials": 0}, None
     label = target_spec(target).label
     split = _inner_split(window, config, gap_days)
     fit, valid = window.iloc[split.fit_rows], window.iloc[split.valid_rows]
@@ -470,18 +490,19 @@ def _tune(
             f"tuning: skipped (model.tuning.trials={config.tuning.trials}): the window before "
             f"the first backtest fold has {why}; the configured/data-size parameters are used"
         )
-        return base | dict(config.params), {"trials": 0, "skipped": why}
+        return base | dict(config.params), {"trials": 0, "skipped": why}, None
     levels = categorical_levels(window, categorical_columns(window, features))
-    tuned, summary = tune_params(
-        prepare_matrix(fit, features, levels),
+    matrix = prepare_matrix(window, features, levels)
+    tuned, summary, best = search_params(
+        matrix.iloc[split.fit_rows],
         fit[label].to_numpy(),
-        prepare_matrix(valid, features, levels),
+        matrix.iloc[split.valid_rows],
         valid[label].to_numpy(),
         base_params=base,
         config=config,
         centre=centre,
     )
-    return base | tuned, summary
+    return base | tuned, summary, best
 
 
 def _backtest(
@@ -494,12 +515,13 @@ def _backtest(
     gap_days: int,
     use_health: bool,
     previous: ModelBundle | None,
+    tuned: TunedFit | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str | None]]:
     rows, predictions, notes = [], [], []
     for fold in folds:
         train, test = dataset.iloc[fold.train_rows], dataset.iloc[fold.test_rows]
         scores = _fold_scores(
-            train, test, target, features, params, config, gap_days, use_health, previous
+            train, test, target, features, params, config, gap_days, use_health, previous, tuned
         )
         notes.append(_split_note(train, config, gap_days, target_spec(target).label))
         for model, p in scores.items():
@@ -518,12 +540,21 @@ def _fold_scores(
     gap_days: int,
     use_health: bool,
     previous: ModelBundle | None,
+    tuned: TunedFit | None = None,
 ) -> dict[str, np.ndarray]:
-    """Test-window probabilities of LightGBM and every baseline, all fitted on ``train`` only."""
+    """Test-window probabilities of LightGBM and every baseline, all fitted on ``train`` only
+    (the fold that trains on the searched window may take the search's best trial as its
+    early-stopped booster, see :func:`fit_bundle`)."""
     label = target_spec(target).label
     y = train[label].to_numpy()
     bundle = fit_bundle(
-        train, target=target, features=features, params=params, config=config, gap_days=gap_days
+        train,
+        target=target,
+        features=features,
+        params=params,
+        config=config,
+        gap_days=gap_days,
+        tuned=tuned,
     )
     scores = {MODEL: bundle.predict_proba(test)}
     categorical = list(bundle.categorical_levels)

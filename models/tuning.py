@@ -9,6 +9,7 @@ them), so a config that moves a parameter moves the search with it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -69,6 +70,18 @@ def _suggest(trial: optuna.Trial, space: dict[str, tuple[float, float, bool]]) -
     return out | {"bagging_freq": 1}
 
 
+@dataclass(frozen=True)
+class TunedFit:
+    """The search's best trial, kept so that the backtest fold that trains on the searched window
+    need not fit it again (:func:`models.train.fit_bundle` checks it is the same fit)."""
+
+    booster: lgb.Booster | None  # early-stopped, as the trial left it
+    params: dict[str, Any]  # every LightGBM parameter the trial trained with
+    fit_index: pd.Index  # rows of the fit matrix and of the early-stopping slice
+    valid_index: pd.Index
+    feature_bins: list[int]  # bins per feature of the search's (unfiltered) Dataset
+
+
 def tune_params(
     fit_X: pd.DataFrame,
     fit_y: pd.Series,
@@ -83,9 +96,29 @@ def tune_params(
     configured params are returned unchanged. The search is centred on ``centre`` (default
     ``model.params``; training passes them completed by the data-size defaults), which is
     always trial 0."""
+    best, summary, _ = search_params(
+        fit_X, fit_y, valid_X, valid_y, base_params=base_params, config=config, centre=centre
+    )
+    return best, summary
+
+
+def search_params(
+    fit_X: pd.DataFrame,
+    fit_y: pd.Series,
+    valid_X: pd.DataFrame,
+    valid_y: pd.Series,
+    *,
+    base_params: dict[str, Any],
+    config: ModelConfig,
+    centre: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], TunedFit | None]:
+    """:func:`tune_params`, and the best trial's booster (None without a search).
+
+    Every trial trains on one pair of Datasets, binned once (``free_raw_data=False``; the slice
+    binned with the fit matrix's bins through ``reference=``)."""
     centre = dict(config.params if centre is None else centre)
     if config.tuning.trials == 0:
-        return dict(config.params), {"trials": 0}
+        return dict(config.params), {"trials": 0}, None
     # feature_pre_filter off: trials vary min_data_in_leaf on one reused Dataset
     dataset_params = {"feature_pre_filter": False}
     train_set = lgb.Dataset(fit_X, fit_y, params=dataset_params, free_raw_data=False)
@@ -93,6 +126,7 @@ def tune_params(
         valid_X, valid_y, params=dataset_params, reference=train_set, free_raw_data=False
     )
     space = search_space(centre)
+    best_fit: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = base_params | centre | _suggest(trial, space)
@@ -104,7 +138,10 @@ def tune_params(
             callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
         trial.set_user_attr("best_iteration", booster.best_iteration)
-        return float(booster.best_score["valid_0"]["binary_logloss"])
+        loss = float(booster.best_score["valid_0"]["binary_logloss"])
+        if not best_fit or loss < best_fit["loss"]:  # Optuna's best: the first lowest loss
+            best_fit.update(loss=loss, trial=trial.number, booster=booster, params=params)
+        return loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=config.seed)
@@ -121,4 +158,12 @@ def tune_params(
         "best_trial": study.best_trial.number,
         "best_iteration": study.best_trial.user_attrs.get("best_iteration"),
     }
-    return best, summary
+    kept = best_fit.get("trial") == study.best_trial.number
+    tuned = TunedFit(
+        booster=best_fit["booster"] if kept else None,
+        params=best_fit.get("params", {}),
+        fit_index=fit_X.index,
+        valid_index=valid_X.index,
+        feature_bins=[train_set.feature_num_bin(i) for i in range(train_set.num_feature())],
+    )
+    return best, summary, tuned

@@ -10,11 +10,18 @@ backtesting, and a failure or a kill half-way leaves the previous state untouche
 statement waits are bounded by ``serving.lock_timeout_seconds`` / ``statement_timeout_seconds``.
 
 Schema and table names are validated and quoted; every value is bound or bulk-loaded, never
-formatted into SQL.
+formatted into SQL. Rows go through each engine's bulk path, column by column, never row by row
+in Python: the frame becomes an Arrow table typed from the table's declared columns
+(:func:`arrow_rows`, generic over whatever columns a schema declares), which DuckDB reads in
+place (``INSERT ... SELECT`` from the registered Arrow table) and PostgreSQL receives as one
+``COPY ... FROM STDIN (FORMAT csv)`` of Arrow's CSV writer (faster than psycopg's binary
+``write_row``, which converts every value in Python; see benchmarks/bench_writeback.py).
+Missing values (None, NaN, NaT, NA) are written as NULL on both.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -23,6 +30,8 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from features.warehouse import Warehouse, WarehouseError, qualified, quote_ident
 from serving import lease
@@ -124,9 +133,9 @@ def write_scores(
     meta = {**run_meta, "started_at": started}
     run_day = _day(scored.run_date)
     frames = {
-        tables.predictions: _as_rows(scored.predictions, PREDICTIONS_SCHEMA, tables.predictions),
-        tables.reasons: _as_rows(scored.reasons, REASONS_SCHEMA, tables.reasons),
-        tables.runs: _run_row(scored, meta, started),
+        tables.predictions: arrow_rows(scored.predictions, PREDICTIONS_SCHEMA, tables.predictions),
+        tables.reasons: arrow_rows(scored.reasons, REASONS_SCHEMA, tables.reasons),
+        tables.runs: arrow_rows(_run_row(scored, meta, started), RUNS_SCHEMA, tables.runs),
     }
     if HOLDOUT_COLUMN in scored.predictions:  # drawn (serving.holdout); its old rows go anyway
         frames[tables.holdouts] = _as_rows(
@@ -142,12 +151,12 @@ def write_scores(
                 _lock_table(wh, target, config.lock_timeout_seconds)
                 wh.execute(f"DELETE FROM {target} WHERE run_date = ?", [run_day])
             checkpoint("write-back:after-delete")
-            for table, frame in frames.items():
-                wh.insert_frame(frame, table, schema)
+            for table, rows in frames.items():
+                bulk_insert(wh, rows, table, schema)
             checkpoint("write-back:after-insert")
             _end_lease_row(wh, schema, tables, run_day)
             checkpoint("write-back:before-commit")
-    return {f"{schema}.{table}": len(frame) for table, frame in frames.items()}
+    return {f"{schema}.{table}": rows.num_rows for table, rows in frames.items()}
 
 
 @contextmanager
@@ -480,14 +489,108 @@ def _day(value: Any) -> date:
     return pd.Timestamp(value).date()
 
 
-def _as_rows(frame: pd.DataFrame, columns: Mapping[str, str], table: str) -> pd.DataFrame:
-    """The frame's columns in table order, run_date as a date; names the missing ones."""
+# Arrow type of each SQL type the output schemas declare.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "VARCHAR": pa.string(),
+    "DOUBLE": pa.float64(),
+    "BIGINT": pa.int64(),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def arrow_rows(frame: pd.DataFrame, columns: Mapping[str, str], table: str) -> pa.Table:
+    """The frame's ``columns`` (name -> SQL type) in table order as an Arrow table of those
+    types, converted column by column: dates and timestamps from dates, datetimes, strings or
+    ``datetime64`` (aware ones as their UTC wall time for TIMESTAMP and their own date for
+    DATE), missing values (None, NaN, NaT, NA) as nulls. Names the missing columns, and the
+    column and rows that do not convert."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"cannot write {table}: the scored frame lacks column(s) {missing}")
-    out = frame[list(columns)].copy()
-    out["run_date"] = [_day(v) for v in out["run_date"]] if len(out) else out["run_date"]
-    return out
+    arrays = [_arrow_column(frame[name], sql, table) for name, sql in columns.items()]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _arrow_column(values: pd.Series, sql_type: str, table: str) -> pa.Array:
+    kind = sql_type.upper()
+    if kind not in ARROW_TYPES:
+        raise ValueError(f"cannot write {table}.{values.name}: no Arrow type for {sql_type!r}")
+    try:
+        if kind in ("DATE", "TIMESTAMP"):
+            return _arrow_moments(values, kind)
+        if kind == "VARCHAR":
+            return _arrow_text(values)
+        if kind == "DOUBLE":
+            values = pd.to_numeric(values, errors="raise").astype("Float64")
+        return pa.array(values, type=ARROW_TYPES[kind], from_pandas=True)
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise ValueError(
+            f"cannot write {table}.{values.name} as {sql_type}: {_bad_rows(values, kind)} ({exc})"
+        ) from exc
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """Text as it is (converted in Arrow); a column that also holds other values (numbers,
+    categories) gets ``str(value)`` for those."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        text = values.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+        return pa.array(text.astype(object), type=pa.string(), from_pandas=True)
+
+
+def _arrow_moments(values: pd.Series, kind: str) -> pa.Array:
+    """DATE: each value's own calendar date (as ``datetime.date()`` gives it); TIMESTAMP: naive
+    values as they are, aware ones converted to UTC."""
+    stamps = pd.Series(pd.to_datetime(values), index=values.index)
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_localize(None) if kind == "DATE" else stamps.dt.tz_convert(None)
+    unit = "D" if kind == "DATE" else "us"
+    moments = stamps.dt.floor("D") if kind == "DATE" else stamps
+    array = moments.to_numpy(dtype=f"datetime64[{unit}]")
+    return pa.array(array, type=ARROW_TYPES[kind], mask=stamps.isna().to_numpy())
+
+
+def _bad_rows(values: pd.Series, kind: str) -> str:
+    if kind in ("DATE", "TIMESTAMP"):
+        parsed = pd.to_datetime(values, errors="coerce")
+    else:
+        parsed = pd.to_numeric(values, errors="coerce")
+    bad = values[pd.isna(parsed) & values.notna()]
+    if bad.empty:
+        return "values out of range"
+    examples = bad.head(3).tolist()
+    return f"{len(bad)} row(s) do not convert, e.g. rows {bad.index[:3].tolist()}: {examples}"
+
+
+def bulk_insert(wh: Warehouse, rows: pa.Table, table: str, schema: str) -> None:
+    """Append ``rows`` to ``schema.table`` through the engine's bulk path (columns by name):
+    DuckDB scans the Arrow table in place, PostgreSQL gets one CSV ``COPY``; another engine
+    gets the rows as a pandas frame through ``Warehouse.insert_frame``."""
+    if rows.num_rows == 0:
+        return
+    cols = ", ".join(quote_ident(c, what="column name") for c in rows.column_names)
+    target = qualified(table, schema)
+    if wh.dialect == "duckdb":
+        wh.con.register("_churnlens_rows", rows)
+        try:
+            wh.con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _churnlens_rows")
+        finally:
+            wh.con.unregister("_churnlens_rows")
+    elif wh.dialect == "postgres":
+        buffer = io.BytesIO()
+        pa_csv.write_csv(rows, buffer, pa_csv.WriteOptions(include_header=False))
+        with (
+            wh.con.cursor() as cur,
+            cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy,
+        ):
+            copy.write(buffer.getbuffer())
+    else:
+        wh.insert_frame(rows.to_pandas(), table, schema)
 
 
 def _naive_utc(moment: Any) -> datetime:

@@ -87,3 +87,28 @@ def test_transforms_are_fitted_on_training_rows_only(seed):
     extreme = train.head(3).assign(events_28d=[1e12, 1e15, 1e18])
     p = predict_logistic(model, extreme)
     assert len(np.unique(p)) == 1  # clipped to the training range, not extrapolated
+
+
+def test_a_window_past_the_row_cap_is_fitted_on_a_seeded_sample(monkeypatch):
+    import models.baselines as baselines
+
+    train, y = _heavy_tailed(3000, seed=6)
+    test, _ = _heavy_tailed(500, seed=7)
+    numeric = ["events_28d", "tenure_days", "days_since_last_activity"]
+
+    def fitted(frame, labels, seed=0):
+        model = fit_logistic(
+            frame, labels, numeric=numeric, categorical=["segment"], c=0.1, seed=seed
+        )
+        return predict_logistic(model, test)
+
+    uncapped = fitted(train, y)
+    monkeypatch.setattr(baselines, "MAX_LOGISTIC_ROWS", 1000)
+    rows = np.sort(np.random.default_rng(0).choice(3000, 1000, replace=False))
+    capped = fitted(train, y)
+    np.testing.assert_array_equal(capped, fitted(train.iloc[rows], y[rows]))  # under the cap
+    np.testing.assert_array_equal(capped, fitted(train, y))  # seeded: the same sample
+    assert not np.array_equal(capped, uncapped)
+    assert not np.array_equal(capped, fitted(train, y, seed=1))
+    monkeypatch.setattr(baselines, "MAX_LOGISTIC_ROWS", 3000)
+    np.testing.assert_array_equal(fitted(train, y), uncapped)  # at the cap: every row

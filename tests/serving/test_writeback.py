@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, WarehouseError
+from serving import writeback
 from serving.config import OutputTables, ServingConfig
 from serving.lease import LeaseBusyError
 from serving.score import Scored, score_accounts
@@ -99,14 +100,14 @@ def test_failure_mid_write_leaves_previous_state_intact(wh, scored, monkeypatch)
         f'SELECT account_id, churn_probability FROM "{schema}".predictions ORDER BY account_id'
     )
     changed = replace(scored, predictions=scored.predictions.assign(churn_probability=0.999))
-    real_insert = wh.insert_frame
+    real_insert = writeback.bulk_insert
 
-    def failing_insert(df, table, schema=None):
+    def failing_insert(wh, rows, table, schema):
         if table == "prediction_reasons":
             raise RuntimeError("connection lost while writing prediction_reasons")
-        return real_insert(df, table, schema)
+        return real_insert(wh, rows, table, schema)
 
-    monkeypatch.setattr(wh, "insert_frame", failing_insert)
+    monkeypatch.setattr(writeback, "bulk_insert", failing_insert)
     with pytest.raises(RuntimeError, match="connection lost"):
         write_scores(wh, changed, schema=schema, run_meta={})
     monkeypatch.undo()
@@ -330,13 +331,13 @@ def test_a_statement_past_the_timeout_is_cancelled_and_rolled_back(wh, scored, m
         if wh.dialect == "postgres"
         else "SELECT count(*) FROM range(1000000000000) a"
     )
-    real_insert = wh.insert_frame
+    real_insert = writeback.bulk_insert
 
-    def slow_insert(df, table, schema=None):
+    def slow_insert(wh, rows, table, schema):
         wh.query(endless)
-        return real_insert(df, table, schema)
+        return real_insert(wh, rows, table, schema)
 
-    monkeypatch.setattr(wh, "insert_frame", slow_insert)
+    monkeypatch.setattr(writeback, "bulk_insert", slow_insert)
     config = ServingConfig(statement_timeout_seconds=0.2)
     with pytest.raises(WarehouseError, match=r"longer than 0.2 s \(serving.statement_timeout"):
         write_scores(wh, _week_later(scored), schema=schema, run_meta={}, config=config)
@@ -367,3 +368,69 @@ def test_a_duckdb_file_in_use_by_another_process_is_one_message(tmp_path, capsys
     assert message.startswith(f"DuckDB file {path} is in use by PID {holder.pid}")
     assert "waited 0.3 s" in message
     assert f"waiting for lock on {path} since" in capsys.readouterr().err
+
+
+# Values the bulk paths (Arrow into DuckDB, Arrow CSV COPY into PostgreSQL) must carry exactly.
+AWKWARD_TEXT = [
+    'Müller & Søn "GmbH", Zürich',  # unicode, a comma, quotes
+    "",  # the empty string stays empty, not NULL
+    None,
+    "line one\nline two\r\nthree",
+    "back\\slash, 'single' and \"double\"; \\N",
+    "北京 🚀 ñ",
+]
+
+
+def test_nulls_nan_timestamps_unicode_and_quoting_round_trip(wh, scored):
+    schema = _schema(wh)
+    n = len(AWKWARD_TEXT)
+    predictions = scored.predictions.head(n).copy()
+    predictions["name"] = AWKWARD_TEXT
+    predictions["csm_owner"] = pd.Series([None, "ana", None, "", "o'neil", "zoë"], dtype=object)
+    predictions["arr"] = [1.0e-300, float("nan"), None, 123456789.123456789, float("inf"), -0.0]
+    predictions["churn_probability"] = [0.1 + 0.2, 1 / 3, float("nan"), 0.0, 1.0, 2.0**-40]
+    predictions["green_churn"] = pd.array([True, None, False, True, None, False], dtype=object)
+    reasons = scored.reasons[scored.reasons["account_id"].isin(predictions["account_id"])]
+    reasons = reasons.assign(sentence='«Usage» fell by 40%, "sharply"\n', value=None)
+    started = datetime(2026, 11, 30, 23, 59, 59, 123456, tzinfo=UTC) + timedelta(hours=-1)
+    awkward = replace(scored, predictions=predictions, reasons=reasons)
+    write_scores(
+        wh, awkward, schema=schema, run_meta={"note": 'naïve "quoted"'}, started_at=started
+    )
+
+    back = wh.query(f'SELECT * FROM "{schema}".predictions ORDER BY account_id')
+    expected = predictions.sort_values("account_id").reset_index(drop=True)
+    assert _values(back["name"]) == _values(expected["name"])
+    assert _values(back["csm_owner"]) == _values(expected["csm_owner"])
+    arr = back["arr"].tolist()
+    assert arr[0] == 1.0e-300 and arr[3] == 123456789.123456789 and arr[4] == float("inf")
+    assert pd.isna(arr[1]) and pd.isna(arr[2])  # NaN and None are both NULL
+    assert str(arr[5]) == "-0.0"
+    probabilities = back["churn_probability"].tolist()
+    assert probabilities[0] == 0.1 + 0.2 and probabilities[1] == 1 / 3
+    assert pd.isna(probabilities[2]) and probabilities[5] == 2.0**-40
+    assert _values(back["green_churn"]) == [True, None, False, True, None, False]
+    nulls = wh.scalar(
+        f'SELECT count(*) FROM "{schema}".predictions WHERE name IS NULL OR arr IS NULL'
+    )
+    assert nulls == 2  # the rows with arr NaN and None (the second also has no name)
+    assert pd.Timestamp(back["run_date"].iloc[0]).date() == RUN_DATE
+
+    sentences = wh.query(f'SELECT DISTINCT sentence, value FROM "{schema}".prediction_reasons')
+    assert sentences["sentence"].tolist() == ['«Usage» fell by 40%, "sharply"\n']
+    assert sentences["value"].isna().all()
+    run = wh.query(f'SELECT started_at, meta_json FROM "{schema}".scoring_runs')
+    assert pd.Timestamp(run["started_at"].iloc[0]) == pd.Timestamp("2026-11-30 22:59:59.123456")
+    assert json.loads(run["meta_json"].iloc[0])["note"] == 'naïve "quoted"'
+
+
+def _values(column: pd.Series) -> list:
+    """Plain values, every kind of missing (None, NaN, NA) as None."""
+    return [None if pd.isna(v) else v for v in column.tolist()]
+
+
+def test_a_value_that_does_not_convert_names_table_column_and_rows(wh, scored):
+    predictions = scored.predictions.head(4).copy()
+    predictions["arr"] = pd.Series([1.0, "lots", 3.0, "n/a"], dtype=object)
+    with pytest.raises(ValueError, match=r"predictions\.arr as DOUBLE: 2 row\(s\).*'lots', 'n/a'"):
+        write_scores(wh, replace(scored, predictions=predictions), schema=_schema(wh), run_meta={})
