@@ -27,7 +27,12 @@ from models.monitoring import MonitoringConfig
 from serving.config import ServingConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+# One file: configs/default.yaml in a clone; the wheel ships that same file inside the package
+# (pyproject: hatch force-include), so an installed churnlens finds it without a clone around it.
+DEFAULT_CONFIG = (
+    _PACKAGED_CONFIG if _PACKAGED_CONFIG.is_file() else PROJECT_ROOT / "configs" / "default.yaml"
+)
 CONFIG_ENV = "CHURNLENS_CONFIG"
 
 
