@@ -25,6 +25,7 @@ from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, va
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
 from serving.config import ServingConfig
+from serving.delivery import DeliveryConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGED_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
@@ -75,6 +76,7 @@ class Settings(BaseModel):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @property
     def duckdb_path(self) -> Path:

@@ -709,6 +709,11 @@ def deliver_run(
     if paths is not None:
         lists, summary = dict(paths.csm_html), paths.summary_html
     else:
+        if not (list_dir / "manifest.json").is_file():
+            raise DeliveryError(
+                f"no risk lists for run date {run_date.isoformat()} in {list_dir}: the digests "
+                "send the lists a scoring run wrote (churnlens score --run-date)"
+            )
         lists = list_files(list_dir, predictions)
         summary = list_dir / "summary.html" if (list_dir / "summary.html").is_file() else None
     report = deliver(
