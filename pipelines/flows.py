@@ -39,6 +39,7 @@ from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.reporting import realised_by_champion
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
+from serving.delivery import DeliveryReport, deliver_run
 from serving.lookahead import check_lookahead
 from serving.risk_list import write_risk_lists
 from serving.score import score_accounts
@@ -395,6 +396,47 @@ def risk_lists(connect: WarehouseFactory, scored: Any, run_date: date, settings:
     return write_risk_lists(scored, changes, out_dir=out_dir, run_date=run_date)
 
 
+def deliver_week(
+    connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any = None
+) -> DeliveryReport:
+    """Send ``run_date``'s digests (``serving.delivery``) from what its run wrote: the
+    predictions in the warehouse and the list folder (``paths`` when just written)."""
+    with connect() as wh:
+        return deliver_run(
+            wh,
+            run_date=run_date,
+            config=settings.delivery,
+            schema=settings.warehouse.output_schema,
+            tables=settings.serving.tables,
+            serving=settings.serving,
+            list_dir=settings.risk_list_dir / run_date.isoformat(),
+            paths=paths,
+            source_schema=settings.warehouse.source_schema,
+        )
+
+
+@task(name="deliver-digests", cache_policy=NO_CACHE)
+def deliver(connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any) -> str:
+    """After the write-back committed: e-mail and webhook digests (retried inside, with
+    back-off). A failure is logged and counted in the summary, never raised: the run stands."""
+    if not settings.delivery.enabled:
+        return "off"
+    logger = get_run_logger()
+    try:
+        report = deliver_week(connect, settings, run_date, paths)
+    except Exception as exc:
+        if stop_requested() or is_interrupt(exc):
+            raise
+        logger.warning("delivery failed: %s", exc)
+        return f"failed: {exc}"
+    for what, why in report.failed:
+        logger.warning("delivery: %s failed: %s", what, why)
+    for what, why in report.skipped:
+        logger.warning("delivery: %s skipped: %s", what, why)
+    logger.info("delivery: %s", report.summary())
+    return report.summary()
+
+
 # --- flows -----------------------------------------------------------------------------------
 
 
@@ -494,12 +536,14 @@ def weekly_score(
     meta = {"sources": report.available, "skipped": report.skipped}
     counts = write_back(connect, scored, settings, meta, started_at)
     paths = risk_lists(connect, scored, run_date, settings)
+    delivered = deliver(connect, settings, run_date, paths)
     return {
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),
         "written": counts,
         "drift_alerts": int(drift["status"].isin(ALERTING).sum()),
         "risk_lists": str(paths),
+        "delivery": delivered,
     }
 
 
