@@ -275,8 +275,36 @@ def _print_score(result: dict) -> None:
         *((f"rows in {t}", f"{n:,}") for t, n in result["written"].items()),
         ("drift alerts", str(result["drift_alerts"])),
         ("risk lists", result["risk_lists"]),
+        *((("delivery", result["delivery"]),) if "delivery" in result else ()),
     ]
     console.print(_outputs_table(f"Weekly scoring {result['run_date']}", rows))
+
+
+@app.command()
+def deliver(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """Send a run date's digests again (e-mail per CSM, webhook), as configured under
+    ``delivery``, from the predictions and lists that run wrote. Exits 1 if any failed."""
+    from pipelines.flows import deliver_week, warehouse_factory
+    from serving.delivery import DeliveryError
+
+    settings = _settings(config)
+    if not settings.delivery.enabled:
+        console.print(
+            "delivery is off: set delivery.email.enabled and/or delivery.webhook.enabled",
+            style="red",
+        )
+        raise typer.Exit(2)
+    day = _date(run_date)
+    try:
+        with _status(f"delivering the digests of {day}"):
+            report = deliver_week(warehouse_factory(settings), settings, day)
+    except (DeliveryError, ValueError) as exc:
+        console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        console.print(line, markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
