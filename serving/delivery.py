@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,7 +64,7 @@ class RecipientsTable(_Strict):
 
     table: str
     schema_name: str | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("schema", "schema_name"),
         description="default: warehouse.source_schema",
     )
@@ -83,21 +84,21 @@ class EmailConfig(_Strict):
 
     enabled: bool = False
     host: str = "localhost"
-    port: int = Field(587, gt=0, lt=65536)
+    port: int = Field(default=587, gt=0, lt=65536)
     starttls: bool = True
     ssl: bool = False
     username: str | None = None
     password_env: str = "CHURNLENS_SMTP_PASSWORD"
     from_address: str = Field(
-        "churnlens@localhost", validation_alias=AliasChoices("from", "from_address")
+        default="churnlens@localhost", validation_alias=AliasChoices("from", "from_address")
     )
     from_name: str = "churnlens"
     recipients: dict[str, str] = Field(
         default_factory=dict, description="csm_owner -> e-mail address; wins over the table"
     )
     recipients_table: RecipientsTable | None = None
-    attach_list: bool = Field(True, description="attach the CSM's HTML risk list")
-    timeout_seconds: float = Field(20.0, gt=0)
+    attach_list: bool = Field(default=True, description="attach the CSM's HTML risk list")
+    timeout_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("from_address")
     @classmethod
@@ -114,7 +115,7 @@ class WebhookConfig(_Strict):
     enabled: bool = False
     url_env: str = "CHURNLENS_WEBHOOK_URL"
     url: str | None = None
-    timeout_seconds: float = Field(10.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class DeliveryConfig(_Strict):
@@ -123,14 +124,20 @@ class DeliveryConfig(_Strict):
     email: EmailConfig = EmailConfig()
     webhook: WebhookConfig = WebhookConfig()
     list_base_url: str | None = Field(
-        None,
+        default=None,
         description="where people open the lists, e.g. https://intranet/churnlens/risk_lists: "
         "digests link to <list_base_url>/<run_date>/<file>",
     )
-    top_accounts: int = Field(5, ge=1, le=25, description="accounts named per digest")
-    movers: int = Field(5, ge=0, le=25, description="week-over-week movers named per digest")
-    retries: int = Field(2, ge=0, le=5, description="further attempts after a transient failure")
-    backoff_seconds: float = Field(2.0, ge=0, le=60, description="first wait; doubles each retry")
+    top_accounts: int = Field(default=5, ge=1, le=25, description="accounts named per digest")
+    movers: int = Field(
+        default=5, ge=0, le=25, description="week-over-week movers named per digest"
+    )
+    retries: int = Field(
+        default=2, ge=0, le=5, description="further attempts after a transient failure"
+    )
+    backoff_seconds: float = Field(
+        default=2.0, ge=0, le=60, description="first wait; doubles each retry"
+    )
 
     @property
     def enabled(self) -> bool:
@@ -609,7 +616,7 @@ def _deliver_email(
             )
             try:
                 with_retries(
-                    lambda m=message: smtp.send(m),
+                    partial(smtp.send, message),
                     retries=config.retries,
                     backoff_seconds=config.backoff_seconds,
                     sleep=sleep,
