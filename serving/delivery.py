@@ -701,18 +701,21 @@ def deliver_run(
 ) -> DeliveryReport:
     """Deliver one run date's digests from what the run wrote (predictions in ``schema``, lists
     in ``list_dir``; ``paths`` when the caller just wrote them), and record the outcome in the
-    run's row. Reading the run, its lists or the recipients table may raise; sending does not."""
+    run's row. Reading the run or its lists may raise; a missing recipients table, a failed send
+    or a failed record is reported in the returned report."""
     report = DeliveryReport(run_date)
     if not config.enabled:
         return report
     predictions, changes = read_run(
         wh, run_date=run_date, schema=schema, tables=tables, serving=serving
     )
-    table = None
+    table, problems = None, []
     if config.email.enabled and config.email.recipients_table is not None:
-        table = read_recipients_table(
-            wh, config.email.recipients_table, default_schema=source_schema
-        )
+        spec = config.email.recipients_table
+        try:
+            table = read_recipients_table(wh, spec, default_schema=source_schema)
+        except Exception as exc:  # the addresses in the config still work
+            problems.append((f"recipients table {spec.table}", describe(exc)))
     if paths is not None:
         lists, summary = dict(paths.csm_html), paths.summary_html
     else:
@@ -733,5 +736,9 @@ def deliver_run(
         table_recipients=table,
         sleep=sleep,
     )
-    record_delivery(wh, report, schema=schema, tables=tables)
+    report.failed[:0] = problems
+    try:
+        record_delivery(wh, report, schema=schema, tables=tables)
+    except Exception as exc:  # what was sent stays sent; say that it is not on record
+        report.failed.append(("run record", f"not recorded in {tables.runs}: {describe(exc)}"))
     return report

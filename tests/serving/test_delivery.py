@@ -484,6 +484,17 @@ def test_recipients_from_a_warehouse_table(run, smtp) -> None:
     assert ["dee@example.com"] in [rcpt for rcpt, _ in inbox.messages]
 
 
+def test_a_missing_recipients_table_is_reported_and_the_config_addresses_still_get_mail(
+    run, smtp
+) -> None:
+    inbox, port = smtp
+    report = _deliver(run, _email(port, recipients_table={"table": "no_such_directory"}))
+    assert report.summary() == "3 sent, 1 failed, 1 skipped"
+    what, why = report.failed[0]
+    assert what == "recipients table no_such_directory" and "no_such_directory" in why
+    assert len(inbox.messages) == 3
+
+
 @pytest.mark.parametrize(
     ("error", "retried"),
     [
