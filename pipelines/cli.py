@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time as _time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +17,21 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
+from pipelines.runtime import NORMAL, QUIET, VERBOSE, shadowing_message, shadowing_packages
+
+# Before the imports below pick them up: a `models/` package (or models.py) in the working
+# directory, on sys.path with `python -m` or PYTHONPATH=., would stand in for churnlens's own.
+if _shadowed := shadowing_packages():
+    sys.stderr.write(shadowing_message(_shadowed) + "\n")
+    raise SystemExit(2)
+
+from pipelines.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    open_warehouse,
+    stage_sources,
+)
 
 app = typer.Typer(
     name="churnlens",
@@ -34,7 +50,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML config file (default: $CHURNLENS_CONFIG or configs/default.yaml).",
+        help="YAML config file (default: $CHURNLENS_CONFIG, else configs/default.yaml).",
         exists=True,
         dir_okay=False,
     ),
@@ -53,11 +69,59 @@ AllowLookahead = Annotated[
 ]
 
 
-@app.callback()
-def _quiet() -> None:
-    """Churn and expansion prediction for customer-success teams."""
-    from pipelines.runtime import quiet_prefect_defaults
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("churnlens")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"churnlens {_package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+_QUIET = {"on": False}
+
+
+def _status(text: str) -> AbstractContextManager[object]:
+    """A progress spinner, except with --quiet."""
+    return nullcontext() if _QUIET["on"] else console.status(text)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Log errors only, no progress spinners; results still print."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show the full log: Prefect's per-task lines, rows checked per table, timings.",
+        ),
+    ] = False,
+) -> None:
+    """Churn and expansion prediction for customer-success teams."""
+    from pipelines.runtime import quiet_prefect_defaults, set_verbosity
+
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other: give one")
+    _QUIET["on"] = quiet
+    set_verbosity(QUIET if quiet else VERBOSE if verbose else NORMAL)
     quiet_prefect_defaults()
 
 
@@ -80,8 +144,8 @@ def _date(value: str | None, *, default: date | None = None) -> date:
 
 def _outputs_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths wrap onto the next line, never cut with "…"
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -105,14 +169,14 @@ def demo_data(
     demo = settings.demo
     end_date = _date(end, default=demo.end)
     started = _time.perf_counter()
-    with console.status("generating demo data"):
+    with _status("generating demo data"):
         data = generate_demo(
             n_accounts=accounts or demo.n_accounts,
             seed=demo.seed if seed is None else seed,
             end=end_date,
             years=years or demo.years,
         )
-    with console.status("writing demo warehouse"), open_warehouse(settings, create=True) as wh:
+    with _status("writing demo warehouse"), open_warehouse(settings, create=True) as wh:
         counts = write_demo(
             wh, data, schema=settings.warehouse.source_schema, truth_schema=demo.truth_schema
         )
@@ -211,8 +275,36 @@ def _print_score(result: dict) -> None:
         *((f"rows in {t}", f"{n:,}") for t, n in result["written"].items()),
         ("drift alerts", str(result["drift_alerts"])),
         ("risk lists", result["risk_lists"]),
+        *((("delivery", result["delivery"]),) if "delivery" in result else ()),
     ]
     console.print(_outputs_table(f"Weekly scoring {result['run_date']}", rows))
+
+
+@app.command()
+def deliver(config: ConfigOption = None, run_date: RunDate = None) -> None:
+    """Send a run date's digests again (e-mail per CSM, webhook), as configured under
+    ``delivery``, from the predictions and lists that run wrote. Exits 1 if any failed."""
+    from pipelines.flows import deliver_week, warehouse_factory
+    from serving.delivery import DeliveryError
+
+    settings = _settings(config)
+    if not settings.delivery.enabled:
+        console.print(
+            "delivery is off: set delivery.email.enabled and/or delivery.webhook.enabled",
+            style="red",
+        )
+        raise typer.Exit(2)
+    day = _date(run_date)
+    try:
+        with _status(f"delivering the digests of {day}"):
+            report = deliver_week(warehouse_factory(settings), settings, day)
+    except (DeliveryError, ValueError) as exc:
+        console.print(f"{type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        console.print(line, markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -310,7 +402,7 @@ def predict(
         last = wanted["as_of"].max().date()
         with open_warehouse(settings) as wh:
             report = stage_sources(wh, settings, reference_time=data_horizon(last))
-            with console.status(f"scoring {len(wanted):,} rows with {ref}"):
+            with _status(f"scoring {len(wanted):,} rows with {ref}"):
                 scores = predict_rows(
                     wh,
                     wanted,
@@ -505,7 +597,7 @@ def report(config: ConfigOption = None, run_date: RunDate = None) -> None:
 def _report(settings: Settings, run_date: date) -> Path:
     from pipelines.reporting import build_run_report
 
-    with console.status("building the retention and monitoring report"):
+    with _status("building the retention and monitoring report"):
         return build_run_report(settings, run_date)
 
 

@@ -25,10 +25,16 @@ from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, va
 from models.config import ModelConfig, TrackingConfig
 from models.monitoring import MonitoringConfig
 from serving.config import ServingConfig
+from serving.delivery import DeliveryConfig
 from serving.playbook import RiskListConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+# One file: configs/default.yaml in a clone; the wheel ships that same file inside the package
+# (pyproject: hatch force-include), so an installed churnlens finds it without a clone around it.
+DEFAULT_CONFIG = (
+    _PACKAGED_CONFIG if _PACKAGED_CONFIG.is_file() else PROJECT_ROOT / "configs" / "default.yaml"
+)
 CONFIG_ENV = "CHURNLENS_CONFIG"
 
 
@@ -72,6 +78,7 @@ class Settings(BaseModel):
     risk_list: RiskListConfig = RiskListConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @property
     def duckdb_path(self) -> Path:

@@ -53,6 +53,7 @@ from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.reporting import realised_by_champion
 from pipelines.runtime import stop_requested
 from serving.changes import week_over_week
+from serving.delivery import DeliveryReport, deliver_run
 from serving.expansion_signals import add_expansion_signals, staged_products_in_force
 from serving.holdout import assign_holdout
 from serving.lookahead import check_lookahead
@@ -479,6 +480,47 @@ def list_signals(
     return dataclasses.replace(scored, predictions=predictions)
 
 
+def deliver_week(
+    connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any = None
+) -> DeliveryReport:
+    """Send ``run_date``'s digests (``serving.delivery``) from what its run wrote: the
+    predictions in the warehouse and the list folder (``paths`` when just written)."""
+    with connect() as wh:
+        return deliver_run(
+            wh,
+            run_date=run_date,
+            config=settings.delivery,
+            schema=settings.warehouse.output_schema,
+            tables=settings.serving.tables,
+            serving=settings.serving,
+            list_dir=settings.risk_list_dir / run_date.isoformat(),
+            paths=paths,
+            source_schema=settings.warehouse.source_schema,
+        )
+
+
+@task(name="deliver-digests", cache_policy=NO_CACHE)
+def deliver(connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any) -> str:
+    """After the write-back committed: e-mail and webhook digests (retried inside, with
+    back-off). A failure is logged and counted in the summary, never raised: the run stands."""
+    if not settings.delivery.enabled:
+        return "off"
+    logger = get_run_logger()
+    try:
+        report = deliver_week(connect, settings, run_date, paths)
+    except Exception as exc:
+        if stop_requested() or is_interrupt(exc):
+            raise
+        logger.warning("delivery failed: %s", exc)
+        return f"failed: {exc}"
+    for what, why in report.failed:
+        logger.warning("delivery: %s failed: %s", what, why)
+    for what, why in report.skipped:
+        logger.warning("delivery: %s skipped: %s", what, why)
+    logger.info("delivery: %s", report.summary())
+    return report.summary()
+
+
 # --- flows -----------------------------------------------------------------------------------
 
 
@@ -597,6 +639,7 @@ def weekly_score(
     meta = {"sources": report.available, "skipped": report.skipped, **checks.run_record()}
     counts = write_back(connect, scored, settings, meta, started_at)
     paths = risk_lists(connect, scored, run_date, settings, features)
+    delivered = deliver(connect, settings, run_date, paths)
     return {
         "run_date": run_date.isoformat(),
         "accounts": len(scored.predictions),
@@ -605,6 +648,7 @@ def weekly_score(
         "volume_alerts": checks.volume_alerts,
         "monitoring": checks.summary(),
         "risk_lists": str(paths),
+        "delivery": delivered,
     }
 
 

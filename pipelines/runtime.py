@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import inspect
+import logging
 import os
 import signal
 import socket
@@ -44,6 +45,71 @@ def quiet_prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # MLflow's per-artifact progress bars interleave with Prefect's logs and say nothing useful.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+QUIET, NORMAL, VERBOSE = -1, 0, 1
+_CONSOLE_LEVEL = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+_LEVELS = {QUIET: "ERROR", NORMAL: "WARNING", VERBOSE: "INFO"}
+_SET_BY_US: dict[str, str] = {}  # the console level this process chose (vs. one a user exported)
+
+
+def set_verbosity(verbosity: int) -> str:
+    """How much of the log reaches the terminal; returns the console level it set.
+
+    Prefect's console handler (which prints every library's log records, Prefect's "Created
+    task run" / "Finished in state" lines and churnlens's per-task lines such as "N rows
+    checked") shows warnings by default, errors only with ``QUIET`` and everything from INFO
+    with ``VERBOSE``. The Prefect API still receives every record, so a server's run pages stay
+    complete. At ``NORMAL`` an explicit ``PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL`` wins."""
+    current = os.environ.get(_CONSOLE_LEVEL)
+    if verbosity == NORMAL and current and current != _SET_BY_US.get(_CONSOLE_LEVEL):
+        level = current
+    else:
+        level = os.environ[_CONSOLE_LEVEL] = _SET_BY_US[_CONSOLE_LEVEL] = _LEVELS[verbosity]
+    if "prefect.logging.handlers" in sys.modules:  # already configured in this process
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        loggers = [logging.getLogger(), *map(logging.getLogger, ("uvicorn", "fastapi"))]
+        for logger in loggers:
+            for handler in logger.handlers:
+                if isinstance(handler, PrefectConsoleHandler):
+                    handler.setLevel(level.upper())
+    return level
+
+
+_STAGES = ("features", "models", "serving")
+
+
+def shadowing_packages() -> list[tuple[str, str]]:
+    """churnlens's top-level packages (``features``, ``models``, ``serving``) that Python would
+    import from somewhere other than beside ``pipelines``: typically a ``models/`` package or a
+    ``models.py`` in the working directory when it is on ``sys.path`` (``python -m``,
+    ``PYTHONPATH=.``). Returns (name, where it would come from)."""
+    import importlib.util
+
+    home = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    found = []
+    for name in _STAGES:
+        spec = importlib.util.find_spec(name)
+        expected = os.path.join(home, name, "__init__.py")
+        if spec is not None and spec.origin and os.path.realpath(spec.origin) == expected:
+            continue
+        if spec is None:
+            where = "nowhere (not installed)"
+        else:
+            where = spec.origin or next(iter(spec.submodule_search_locations or []), "?")
+        found.append((name, str(where)))
+    return found
+
+
+def shadowing_message(found: list[tuple[str, str]]) -> str:
+    names = ", ".join(f"'{name}' from {where}" for name, where in found)
+    return (
+        f"churnlens cannot start: Python would import {names} instead of churnlens's own "
+        "package. A folder or module of that name in the working directory (or on PYTHONPATH) "
+        "shadows it: run churnlens from another directory, rename that folder, or drop it "
+        "from PYTHONPATH (see docs/architecture.md, 'Import names')."
+    )
 
 
 def drain_prefect_queues() -> None:
