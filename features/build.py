@@ -375,9 +375,18 @@ def assemble_features(
             if name == "commercial" or (name == "usage_types" and not per_type):
                 continue
             parts.append(_group_sql(name, event_types or ()))
-    sql = f"SELECT *\nFROM (\n{parts[0]}\n) AS g0"
-    for i, part in enumerate(parts[1:], start=1):
-        sql += f"\nLEFT JOIN (\n{part}\n) AS g{i} USING (account_id, as_of)"
+    relations = [f"(\n{part}\n)" for part in parts]
+    if wh.dialect == "spark":
+        # sqlglot lifts nested WITH clauses into one for Spark, where the groups' CTE names
+        # (active, final...) would collide: each group becomes a temp view instead
+        relations = []
+        for i, part in enumerate(parts):
+            view = f"churnlens_feature_group_{i}"
+            wh.replace_temp_view(view, part)
+            relations.append(quote_ident(view))
+    sql = f"SELECT *\nFROM {relations[0]} AS g0"
+    for i, relation in enumerate(relations[1:], start=1):
+        sql += f"\nLEFT JOIN {relation} AS g{i} USING (account_id, as_of)"
     return sql, ["name", *ALWAYS, *features_for_groups(groups), *per_type]
 
 

@@ -28,7 +28,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import os
+import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -81,6 +84,8 @@ def spark_session(config: SparkConfig, *, warehouse_dir: Path | None = None) -> 
             "(pip install 'churnlens[spark]') and Java 17"
         ) from None
     conf = {**LOCAL_DEFAULTS, **dict(config.conf), **REQUIRED_CONF}
+    # Python workers run this interpreter (its packages), not whatever python3 is on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if warehouse_dir is not None:
         conf.setdefault("spark.sql.warehouse.dir", str(warehouse_dir))
     with _SESSION_LOCK:
@@ -102,6 +107,10 @@ def spark_session(config: SparkConfig, *, warehouse_dir: Path | None = None) -> 
             ) from None
         if not config.master.startswith("sc://"):
             atexit.register(_stop_quietly, session)
+            session.sparkContext.setLogLevel("ERROR")  # no WARN lines in the command's output
+    # pyspark 4.3 warns on every Arrow conversion that pandas 3 is "not fully supported";
+    # churnlens's conversions are covered by tests/spark
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     return session
 
 
@@ -236,13 +245,13 @@ class SparkWarehouse(Warehouse):
     def sql(self, sql: str, params: Sequence[Any] = ()) -> DataFrame:
         """The Spark DataFrame of one DuckDB-dialect statement with ``params`` bound."""
         args = [_spark_value(v) for v in params] or None
+        from pyspark.errors import AnalysisException
+
         try:
             return self.spark.sql(to_spark(sql), args=args)
-        except Exception as exc:
-            if type(exc).__name__ in ("AnalysisException", "ParseException"):
-                first = str(exc).strip().splitlines()[0]
-                raise WarehouseError(f"Spark SQL failed: {first}") from exc
-            raise
+        except AnalysisException as exc:  # ParseException is one too
+            first = str(exc).strip().splitlines()[0]
+            raise WarehouseError(f"Spark SQL failed: {first}") from exc
 
     def materialize(self, name: str, select_sql: str, params: Sequence[Any] = ()) -> None:
         """``CREATE OR REPLACE TEMP TABLE name AS select_sql``: the result computed once
@@ -288,13 +297,13 @@ class SparkWarehouse(Warehouse):
         return self.spark.createDataFrame(table.cast(pa.schema(fields)))
 
     def columns(self, table: str, schema: str | None = None) -> dict[str, str]:
+        from pyspark.errors import AnalysisException
+
         name = _spark_name(table, schema)
         try:
             fields = self.spark.table(name).schema.fields
-        except Exception as exc:
-            if type(exc).__name__ == "AnalysisException":
-                return {}
-            raise
+        except AnalysisException:
+            return {}
         return {f.name: _type_name(f.dataType.simpleString()) for f in fields}
 
     def try_cast(self, expr: str, sql_type: str) -> str:
@@ -330,14 +339,15 @@ class SparkWarehouse(Warehouse):
     def register_parquet(self, table: str, path: str | Path) -> None:
         """Make the Parquet file(s) at ``path`` the temp view ``table``; a clear error naming
         the table when nothing is there."""
+        from pyspark.errors import AnalysisException
+
         try:
             frame = self.spark.read.parquet(str(path))
-        except Exception as exc:
-            if type(exc).__name__ == "AnalysisException":
-                raise WarehouseError(
-                    f"warehouse.spark.parquet.{table}: no Parquet data at {path}"
-                ) from None
-            raise
+        except AnalysisException:
+            raise WarehouseError(
+                f"Parquet source {table}: no Parquet data at {path} (warehouse.spark.parquet "
+                "or parquet_dir)"
+            ) from None
         frame.createOrReplaceTempView(validate_ident(table, what="table name"))
 
     def output_path(self, table: str) -> Path:
@@ -414,3 +424,24 @@ def parquet_sources(config: WarehouseConfig, *, data_dir: Path) -> dict[str, Pat
                     out[physical] = candidate
                     break
     return out
+
+
+def export_parquet(
+    duckdb_path: Path, out_dir: Path, *, schema: str | None = None
+) -> dict[str, int]:
+    """Copy every contract table of a DuckDB warehouse (``churnlens demo-data``'s) to
+    ``<out_dir>/<table>.parquet``, the layout ``warehouse.spark.parquet_dir`` reads. Rows per
+    table; tables the warehouse lacks are skipped."""
+    from features.sources import CONTRACT
+    from features.warehouse import DuckDBWarehouse
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    with DuckDBWarehouse(duckdb_path, read_only=True, create=False) as wh:
+        for name in CONTRACT:
+            if not wh.table_exists(name, schema):
+                continue
+            relation = wh.con.table(f"{schema}.{name}" if schema else name)
+            relation.write_parquet(str(out_dir / f"{name}.parquet"))
+            counts[name] = int(wh.scalar(f"SELECT count(*) FROM {qualified(name, schema)}"))
+    return counts

@@ -82,6 +82,8 @@ def test_spark_validates_and_excludes_like_duckdb(spark_wh: Warehouse, tmp_path:
     """The same report (available tables, rows excluded and why) from Parquet sources with an
     orphan event, a future-dated event and a duplicate event."""
     tables = random_tables(14, n_accounts=8)
+    seats = tables["contracts"]["seats"]
+    tables["contracts"]["seats"] = seats.where(seats != 0)  # 0 seats break the contract
     events = tables["usage_events"]
     orphan = events.iloc[[0]].assign(account_id="nobody")
     future = events.iloc[[1]].assign(event_time=AS_OF + timedelta(days=30))
