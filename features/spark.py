@@ -140,6 +140,13 @@ def _spark_functions(node: Any) -> Any:
 
     if isinstance(node, exp.Select) and node.args.get("windows"):
         return _inline_named_windows(node)
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
+        # an instant: Spark's TIMESTAMP_LTZ (plain TIMESTAMP means TIMESTAMP_NTZ here)
+        return exp.DataType.build("TIMESTAMP_LTZ", udt=True)
+    if isinstance(node, exp.AtTimeZone) and node.args["zone"].name.upper() == "UTC":
+        # instant AT TIME ZONE 'UTC' = its UTC wall time: the session time zone is UTC, so the
+        # CAST to TIMESTAMP (NTZ) around it does exactly that
+        return node.this.transform(_spark_functions)
     if isinstance(node, exp.TimeToUnix):
         # DuckDB's epoch(): seconds as a DOUBLE, fractions kept
         inner = node.this.sql(dialect="spark")

@@ -47,3 +47,16 @@ def test_every_feature_file_transpiles_without_duckdb_only_functions(sql: str) -
     out = to_spark(sql).upper()
     for duckdb_only in ("EPOCH(", "GENERATE_SERIES", "UNIX_TIMESTAMP(", "WINDOW BY_DAY"):
         assert duckdb_only not in out
+
+
+def test_text_with_utc_offsets_becomes_an_instant_read_in_utc() -> None:
+    """typed_expr's TIMESTAMPTZ try_cast AT TIME ZONE 'UTC' (features/sources.py): on Spark a
+    TIMESTAMP_LTZ (the offset honoured) cast to NTZ in the session's UTC."""
+    out = to_spark(
+        "select cast((case when ok then try_cast(src as timestamptz) end at time zone 'UTC') "
+        "as timestamp) as t from x"
+    )
+    assert out == (
+        "SELECT CAST((CASE WHEN ok THEN TRY_CAST(src AS TIMESTAMP_LTZ) END) AS TIMESTAMP_NTZ)"
+        " AS t FROM x"
+    )
