@@ -102,7 +102,10 @@ def materialize(wh: Warehouse, name: str, select_sql: str, params: Sequence[obje
     """Create or replace the session-local table ``name`` from a DuckDB-dialect SELECT
     (``params`` bound to its ``?``)."""
     table = quote_ident(name)
-    if wh.dialect == "postgres":
+    if wh.dialect == "spark":
+        # Spark has no temp tables: a checkpointed result under a temp view (features/spark.py)
+        wh.materialize(name, select_sql, params)  # type: ignore[attr-defined]
+    elif wh.dialect == "postgres":
         # pg_temp.: never drop a permanent table of that name on the search path
         wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
         wh.execute(f"CREATE TEMP TABLE {table} AS\n{select_sql}", params)
@@ -213,6 +216,8 @@ def prepare_usage(wh: Warehouse, dates: Sequence[datetime], event_types: Sequenc
         params = [batch[0] - timedelta(days=USAGE_WINDOW_DAYS), batch[-1]]
         if i == 0:
             materialize(wh, USAGE_USERS_TABLE, sql, params)
+        elif wh.dialect == "spark":
+            wh.append(USAGE_USERS_TABLE, sql, params)  # type: ignore[attr-defined]
         else:
             wh.execute(f"INSERT INTO {quote_ident(USAGE_USERS_TABLE)}\n{sql}", params)
 
@@ -329,7 +334,26 @@ def build_features(
     then the per-type usage columns of ``event_types`` (default: :func:`choose_event_types` at
     the earliest as_of with ``config.event_types.top_k``). A feature at ``as_of`` only sees rows
     dated at or before it. Sorted by as_of, account_id. Raises :class:`NoActiveAccountsError`
-    when no account is active at any date."""
+    when no account is active at any date. The groups are joined in the warehouse
+    (:func:`assemble_features`); only the joined rows come to pandas."""
+    sql, columns = assemble_features(
+        wh, as_of_dates, available_tables=available_tables, config=config, event_types=event_types
+    )
+    return tidy_features(wh.query(sql), columns)
+
+
+def assemble_features(
+    wh: Warehouse,
+    as_of_dates: Sequence[datetime],
+    *,
+    available_tables: Collection[str],
+    config: FeatureConfig | None = None,
+    event_types: Sequence[str] | None = None,
+) -> tuple[str, list[str]]:
+    """Prepare the session tables of a build (as :func:`build_features`) and return one SELECT
+    (DuckDB dialect, no parameters) joining every feature group on ``(account_id, as_of)``
+    inside the warehouse, with the feature columns :func:`tidy_features` orders and types.
+    Spark scoring reads that SELECT as a DataFrame, partition by partition."""
     config = FeatureConfig() if config is None else config
     missing = [t for t in REQUIRED_TABLES if t not in set(available_tables)]
     if missing:
@@ -345,14 +369,25 @@ def build_features(
             event_types = choose_event_types(wh, dates[0], top_k=config.event_types.top_k)
         per_type = event_type_features(event_types)
         prepare_usage(wh, dates, event_types)
-    frame = wh.query(read_sql("commercial"))
+    parts = [read_sql("commercial")]
     for group in groups:
         for name in GROUP_SQL.get(group, (group,)):
             if name == "commercial" or (name == "usage_types" and not per_type):
                 continue
-            part = wh.query(_group_sql(name, event_types or ()))
-            frame = frame.merge(part, on=KEYS, how="left", validate="one_to_one")
-    return _tidy(frame, ["name", *ALWAYS, *features_for_groups(groups), *per_type])
+            parts.append(_group_sql(name, event_types or ()))
+    relations = [f"(\n{part}\n)" for part in parts]
+    if wh.dialect == "spark":
+        # sqlglot lifts nested WITH clauses into one for Spark, where the groups' CTE names
+        # (active, final...) would collide: each group becomes a temp view instead
+        relations = []
+        for i, part in enumerate(parts):
+            view = f"churnlens_feature_group_{i}"
+            wh.replace_temp_view(view, part)
+            relations.append(quote_ident(view))
+    sql = f"SELECT *\nFROM {relations[0]} AS g0"
+    for i, relation in enumerate(relations[1:], start=1):
+        sql += f"\nLEFT JOIN {relation} AS g{i} USING (account_id, as_of)"
+    return sql, ["name", *ALWAYS, *features_for_groups(groups), *per_type]
 
 
 def build_model_features(
@@ -381,7 +416,7 @@ def _group_sql(name: str, event_types: Sequence[str]) -> str:
     return read_sql(name)
 
 
-def _tidy(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def tidy_features(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Keys first, catalog order, one dtype per unit: str ids and categories, float numbers."""
     ordered = list(dict.fromkeys(c for c in columns if c in frame.columns))
     out = frame[KEYS + ordered].copy()

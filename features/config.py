@@ -39,6 +39,42 @@ class SourceTable(_Strict):
         return value
 
 
+class SparkConfig(_Strict):
+    """The Spark session of ``warehouse.kind: spark`` (features/spark.py, docs/spark.md)."""
+
+    master: str = Field(
+        "local[*]",
+        description="local[*] / local[N], a cluster URL (spark://, yarn, k8s://) or a Spark "
+        "Connect address sc://host:15002",
+    )
+    app_name: str = "churnlens"
+    catalog: str | None = Field(None, description="catalog of the source tables (Spark 3.4+)")
+    database: str | None = Field(None, description="database of the source tables")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="extra Spark settings (spark.executor.memory, ...)"
+    )
+    parquet: dict[str, str] = Field(
+        default_factory=dict,
+        description="contract table -> Parquet file, folder or glob, read as that table "
+        "(relative paths against data_dir)",
+    )
+    parquet_dir: Path | None = Field(
+        None,
+        description="a folder with <table>.parquet (a file or a folder) per contract table; "
+        "entries of parquet win",
+    )
+    output_dir: Path = Field(
+        Path("spark-output"),
+        description="Parquet folders of the output tables (predictions, reasons, runs), "
+        "partitioned by run_date (relative to data_dir)",
+    )
+
+    @field_validator("catalog", "database")
+    @classmethod
+    def _ident(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ident(value)
+
+
 _MEMORY = r"^\s*[0-9]+(\.[0-9]+)?\s*((K|M|G|T)i?B|B|%)\s*$"
 
 
@@ -46,12 +82,13 @@ class WarehouseConfig(_Strict):
     """Which warehouse to use. Credentials never live here: PostgreSQL reads a DSN from the
     environment variable named by ``dsn_env``."""
 
-    kind: Literal["duckdb", "postgres"] = "duckdb"
+    kind: Literal["duckdb", "postgres", "spark"] = "duckdb"
     duckdb_path: Path = Path("warehouse.duckdb")
     dsn_env: str = "CHURNLENS_PG_DSN"
     source_schema: str | None = None
     output_schema: str = "churnlens"
     tables: dict[str, SourceTable] = Field(default_factory=dict)
+    spark: SparkConfig = SparkConfig()
     duckdb_memory_limit: str | None = Field(
         None,
         pattern=_MEMORY,

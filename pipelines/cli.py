@@ -185,6 +185,26 @@ def demo_data(
     console.print(f"history {data.start} .. {data.end}, {_time.perf_counter() - started:.1f} s")
 
 
+@app.command("export-parquet")
+def export_parquet(
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for <table>.parquet (default: warehouse.spark.parquet_dir)."),
+    ] = None,
+) -> None:
+    """Copy the DuckDB warehouse (warehouse.duckdb_path) to Parquet files for Spark."""
+    from features.spark import export_parquet as export
+
+    settings = _settings(config)
+    folder = out or settings.warehouse.spark.parquet_dir or Path("parquet")
+    folder = folder if folder.is_absolute() else settings.data_dir / folder
+    with console.status("writing Parquet"):
+        counts = export(settings.duckdb_path, folder, schema=settings.warehouse.source_schema)
+    rows = [(table, f"{n:,} rows") for table, n in counts.items()]
+    console.print(_outputs_table(f"Parquet copy of {settings.duckdb_path} in {folder}", rows))
+
+
 def _where(settings: Settings) -> str:
     if settings.warehouse.kind == "duckdb":
         return str(settings.duckdb_path)

@@ -195,6 +195,8 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
             memory_limit=config.duckdb_memory_limit,
             temp_directory=_spill_folder(settings),
         )
+    if config.kind == "spark":
+        return _open_spark(settings)
     dsn = os.environ.get(config.dsn_env)
     if not dsn:
         raise ConfigError(
@@ -202,6 +204,33 @@ def open_warehouse(settings: Settings, *, create: bool = False) -> Warehouse:
             "export it as a libpq connection string, e.g. postgresql://user@host:5432/db"
         )
     return PostgresWarehouse(dsn)
+
+
+def _open_spark(settings: Settings) -> Warehouse:
+    """``warehouse.kind: spark``: the shared SparkSession of ``warehouse.spark`` (features/spark.py)
+    with its mapped Parquet sources as tables and its outputs attached."""
+    from features.spark import SparkWarehouse, parquet_sources, spark_session
+
+    spark = settings.warehouse.spark
+    session = spark_session(spark, warehouse_dir=settings.data_dir / "spark-warehouse")
+    wh = SparkWarehouse(
+        session,
+        catalog=spark.catalog,
+        database=spark.database,
+        parquet=parquet_sources(settings.warehouse, data_dir=settings.data_dir),
+        output_dir=_under_data_dir(settings, spark.output_dir),
+    )
+    wh.attach_outputs(settings.warehouse.output_schema, _output_tables(settings))
+    return wh
+
+
+def _under_data_dir(settings: Settings, path: Path) -> Path:
+    return path if path.is_absolute() else settings.data_dir / path
+
+
+def _output_tables(settings: Settings) -> list[str]:
+    tables = settings.serving.tables
+    return [tables.predictions, tables.reasons, tables.runs]
 
 
 def stage_sources(

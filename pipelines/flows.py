@@ -406,14 +406,26 @@ def write_back(
 ) -> dict[str, int]:
     """Write the run under its lease; ``started_at`` is when the flow run began."""
     with connect() as wh:
-        counts = write_scores(
-            wh,
-            scored,
-            schema=settings.warehouse.output_schema,
-            run_meta=run_meta,
-            config=settings.serving,
-            started_at=started_at,
-        )
+        if wh.dialect == "spark":  # Parquet tables, the week's partition replaced
+            from serving.spark_scoring import write_scored
+
+            counts = write_scored(
+                wh,
+                scored,
+                schema=settings.warehouse.output_schema,
+                tables=settings.serving.tables,
+                run_meta=run_meta,
+                started_at=started_at,
+            )
+        else:
+            counts = write_scores(
+                wh,
+                scored,
+                schema=settings.warehouse.output_schema,
+                run_meta=run_meta,
+                config=settings.serving,
+                started_at=started_at,
+            )
     get_run_logger().info("wrote %s", ", ".join(f"{n} rows to {t}" for t, n in counts.items()))
     return counts
 
