@@ -314,10 +314,13 @@ def score(
     expansion: tuple[ModelBundle, Any] | None,
     run_date: date,
     settings: Settings,
+    contraction: tuple[ModelBundle, Any] | None = None,
 ) -> Any:
     refs = {"churn": str(churn[1])}
     if expansion is not None:
         refs["expansion"] = str(expansion[1])
+    if contraction is not None:
+        refs["contraction"] = str(contraction[1])
     return score_accounts(
         features,
         churn=churn[0],
@@ -325,6 +328,7 @@ def score(
         run_date=run_date,
         config=settings.serving,
         model_refs=refs,
+        contraction=contraction[0] if contraction else None,
     )
 
 
@@ -480,16 +484,18 @@ def weekly_score(
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     churn = load_model(settings, "churn", "champion")
     expansion = load_model(settings, "expansion", "champion")
-    for loaded in (churn, expansion):
+    contraction = _champion_or_none(settings, "contraction")  # optional: GRR forecast input
+    for loaded in (churn, expansion, contraction):
         if loaded is not None:
             check_lookahead(loaded[0], run_date, allow=allow_lookahead)
     connect = warehouse_factory(settings)
     dates = [[as_of_for(run_date)], [churn[0].train_window[1]]]
-    names = sorted({n for m in (churn, expansion) if m is not None for n in m[0].feature_names})
+    models = (churn, expansion, contraction)
+    names = sorted({n for m in models if m is not None for n in m[0].feature_names})
     report, (features, reference) = features_at(
         connect, settings, data_horizon(run_date), dates, names
     )
-    scored = score(features, churn, expansion, run_date, settings)
+    scored = score(features, churn, expansion, run_date, settings, contraction)
     drift = monitor(reference, features, churn[0], settings, run_date)
     meta = {"sources": report.available, "skipped": report.skipped}
     counts = write_back(connect, scored, settings, meta, started_at)
