@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.config import FeatureConfig, WarehouseConfig
+from features.retention import RetentionConfig
 from features.sources import SourceMappingError, locate_sources
 from features.validation import SourceReport, prepare_sources
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, validate_ident
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     tracking: TrackingConfig = TrackingConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
     demo: DemoConfig = DemoConfig()
 
     @property
