@@ -559,14 +559,13 @@ def _with_interval(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) -
 
 def forecast_section(
     forecast: pd.DataFrame | None,
-    backtest: pd.DataFrame | None,
     *,
     by_category: pd.DataFrame | None = None,
     actual_by_group: pd.DataFrame | None = None,
     horizon_days: int = 90,
 ) -> Section:
     """The next-``horizon_days`` forecast by segment (and downturn category), each beside the
-    group's trailing-12-month actuals, then the backtest and its bias in words."""
+    group's trailing-12-month actuals."""
     section = Section(f"Forecast: the next {horizon_days} days", "forecast")
     if _empty(forecast):
         section.missing = "No forecast: no scored accounts for this run date."
@@ -613,10 +612,15 @@ def forecast_section(
             f"contracting and expanding over the next {horizon_days} days; it is not "
             "annualised, so compare it with the quarter-over-quarter figures."
         )
+    return section
+
+
+def backtest_section(backtest: pd.DataFrame | None, *, interval: float | None = None) -> Section:
+    """The forecast re-run at past dates whose outcomes are known: its bias in words first."""
+    section = Section("How the forecast did at past dates", "backtest")
     if _empty(backtest):
-        section.notes.append("Backtest: no past run date has matured outcomes yet.")
+        section.missing = "Backtest: no past run date has matured outcomes yet."
         return section
-    interval = None if _empty(forecast) else float(forecast["interval"].iloc[0])
     _add_backtest(section, backtest, interval)
     return section
 
@@ -711,7 +715,7 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
         frame_table(
             summary,
             columns=["quantity", "run_dates", "coverage", "mean_error", "mean_abs_error"],
-            caption="Backtest: how the forecast did at past dates",
+            caption="Per quantity: how often the interval held the actual, and the mean errors",
         )
     )
 
@@ -999,10 +1003,13 @@ def build_report(
         retention_section(retention, ttm, history_start=history_start),
         forecast_section(
             forecast,
-            forecast_backtest,
             by_category=forecast_by_category,
             actual_by_group=retention_by_group,
             horizon_days=horizon_days,
+        ),
+        backtest_section(
+            forecast_backtest,
+            interval=None if _empty(forecast) else float(forecast["interval"].iloc[0]),
         ),
         cohort_section(cohorts, history_start=history_start),
         monitoring_section(view=view),
