@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -255,7 +256,7 @@ def column_label(column: str) -> str:
 
 def _is_ratio(column: str) -> bool:
     c = column.lower()
-    return any(h in c for h in _RATIO_HINTS) and "arr" not in c
+    return c == "mean_probability" or (any(h in c for h in _RATIO_HINTS) and "arr" not in c)
 
 
 def _is_money(column: str) -> bool:
@@ -307,8 +308,13 @@ def frame_table(
     for record, grey in zip(shown[cols].to_dict("records"), greyed, strict=True):
         cells = [formats.get(c, lambda v, c=c: format_value(v, c))(record[c]) for c in cols]
         status = "muted" if grey else str(record.get("status", "") or "")
-        rows.append({"cells": cells, "status": status})
+        rows.append({"cells": cells, "status": status, "text": [_is_text(x) for x in cells]})
     return Table(columns=[column_label(str(c)) for c in cols], rows=rows, caption=caption)
+
+
+def _is_text(cell: str) -> bool:
+    """Words, not a figure: aligned left (figures align right)."""
+    return not re.match(r"^[−+\-]?\$?[\d.,]+|^–$", cell)
 
 
 def figure_png(fig: Figure) -> str:
@@ -336,7 +342,7 @@ def _money_axis(ax: Any) -> None:
 
 
 def _percent_axis(ax: Any) -> None:
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
 def _style(ax: Any) -> None:
@@ -640,7 +646,9 @@ def _forecast_rows(parts: list[pd.DataFrame], actual: pd.DataFrame | None) -> pd
     table = pd.concat(rows, ignore_index=True)
     prefix = {"industry_category": "Category "}
     table["label"] = [
-        "All customers" if k == "all" else f"{prefix.get(k, '')}{g}"
+        "All customers"
+        if k == "all"
+        else ("Industry not mapped" if g == "unmapped" else f"{prefix.get(k, '')}{g}")
         for k, g in zip(table["kind"], table["group"], strict=True)
     ]
     table["ttm_ndr"] = table["ttm_grr"] = np.nan
@@ -703,7 +711,7 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
     count = (summary["quantity"] == "logos_churned").to_numpy()
     for col in ("mean_error", "mean_abs_error"):
         summary[col] = [
-            f"{100 * v:+.1f} pts" if r else (f"{v:+.1f}" if c else money(v))
+            _error_text(v, ratio=r, count=c, signed=col == "mean_error")
             for v, r, c in zip(summary[col], ratio, count, strict=True)
         ]
     summary["coverage"] = [
@@ -718,6 +726,14 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
             caption="Per quantity: how often the interval held the actual, and the mean errors",
         )
     )
+
+
+def _error_text(value: float, *, ratio: bool, count: bool, signed: bool) -> str:
+    if ratio:
+        return f"{100 * value:+.1f} pts" if signed else f"{100 * value:.1f} pts"
+    if count:
+        return f"{value:+.1f}" if signed else f"{value:.1f}"
+    return money(value)
 
 
 # --- monitoring ---------------------------------------------------------------------------------
@@ -795,9 +811,8 @@ def realised_section(
     ax = fig.add_subplot(1, 2, 1)
     _style(ax)
     ax.plot(realised["run_date"], realised["auc"], marker="o", color=_NDR)
-    ax.set_title("ROC-AUC (higher is better)", fontsize=9)
+    ax.set_title("ROC-AUC (higher is better; 0.5 is a coin toss)", fontsize=9)
     ax.set_ylim(0.5, 1.0)
-    _percent_axis(ax)
     ax2 = fig.add_subplot(1, 2, 2)
     _style(ax2)
     ax2.plot(realised["run_date"], realised["brier"], marker="s", color=_GRR, label="Brier score")
