@@ -153,7 +153,7 @@ GLOSSARY: list[tuple[str, str]] = [
     ),
     (
         "ROC-AUC",
-        "How well the model ranks churners above stayers: 50% is a coin toss, 100% perfect.",
+        "How well the model ranks churners above stayers: 0.5 is a coin toss, 1.0 perfect.",
     ),
     ("PR-AUC", "Precision-recall AUC: ranking quality that focuses on the rare churners."),
     (
@@ -341,8 +341,8 @@ def _money_axis(ax: Any) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: money(v)))
 
 
-def _percent_axis(ax: Any) -> None:
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+def _percent_axis(ax: Any, decimals: int = 0) -> None:
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=decimals))
 
 
 def _style(ax: Any) -> None:
@@ -560,7 +560,8 @@ def bias_sentence(
 
 def _with_interval(frame: pd.DataFrame, key: str, fmt: Callable[[float], str]) -> list[str]:
     bounds = zip(frame[f"expected_{key}"], frame[f"{key}_lo"], frame[f"{key}_hi"], strict=True)
-    return [f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})" for m, lo, hi in bounds]
+    # word joiners: a narrow column breaks before the interval, never inside it
+    return [f"{fmt(m)} ({fmt(lo)}\u2060–\u2060{fmt(hi)})" for m, lo, hi in bounds]
 
 
 def forecast_section(
@@ -690,7 +691,9 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
     fig = Figure(figsize=(10, 3.2))
     panels = [(fig.add_subplot(1, 2, 1), churn, "Churned ARR over the horizon", _money_axis)]
     if not grr.empty:
-        panels.append((fig.add_subplot(1, 2, 2), grr, "GRR over the horizon", _percent_axis))
+        panels.append(
+            (fig.add_subplot(1, 2, 2), grr, "GRR over the horizon", lambda a: _percent_axis(a, 1))
+        )
     for ax, part, title, axis in panels:
         _style(ax)
         ax.fill_between(part["run_date"], part["lo"], part["hi"], alpha=0.25, label="interval")
