@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.warehouse import Warehouse
 
@@ -43,6 +44,62 @@ MOVEMENT_COLUMNS = [
     "logos_new",
     "logo_churn_rate",
 ]
+
+
+CATEGORY_NAMES = {1: "hit hard", 2: "neutral", 3: "benefits"}
+CATEGORY_COLUMN = "industry_category"
+
+
+class RetentionConfig(BaseModel):
+    """How retention is measured for the report.
+
+    ``history_start``: the first day from which the contracts table is complete (every contract
+    in force from then on is in it). Before it a warehouse often holds only the survivors, which
+    shows as 100% GRR and 100% cohort retention; periods starting earlier are greyed and kept out
+    of headlines and cohorts. Default: detected (:func:`detect_history_start`).
+    ``industry_categories``: an optional ``industry -> 1 | 2 | 3`` mapping for a downturn view
+    (1 hit hard, 2 neutral, 3 benefits); industries not in it are reported as unmapped.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history_start: date | None = None
+    industry_categories: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("industry_categories")
+    @classmethod
+    def _known_categories(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v not in CATEGORY_NAMES}
+        if bad:
+            raise ValueError(f"categories must be 1, 2 or 3 ({CATEGORY_NAMES}); got {bad}")
+        return value
+
+
+def detect_history_start(contracts: pd.DataFrame | Warehouse) -> pd.Timestamp | None:
+    """The first day a contract ends in the data: before it no loss can show, and an export that
+    begins mid-history (only the contracts still in force, however early they started) ends its
+    first contracts soon after it begins. None when no contract ever ends."""
+    prepared = prepare_contracts(contracts)
+    ends = prepared["end_date"].dropna()
+    return None if ends.empty else pd.Timestamp(ends.min()).normalize()
+
+
+def mark_history(frame: pd.DataFrame, history_start: date | datetime | None) -> pd.DataFrame:
+    """``frame`` (an ARR bridge) with ``complete_history``: the period starts on or after
+    ``history_start`` (all True without one)."""
+    start = None if history_start is None else _timestamp(history_start)
+    complete = True if start is None else frame["period_start"] >= start
+    return frame.assign(complete_history=complete)
+
+
+def with_industry_category(contracts: pd.DataFrame, mapping: dict[str, int]) -> pd.DataFrame:
+    """``contracts`` with ``industry_category`` ("1 hit hard", ..., or "unmapped")."""
+    labels = {k: f"{v} {CATEGORY_NAMES[v]}" for k, v in mapping.items()}
+    industry = (
+        contracts["industry"] if "industry" in contracts else pd.Series(None, contracts.index)
+    )
+    category = industry.map(labels).astype(object).where(industry.map(labels).notna(), "unmapped")
+    return contracts.assign(**{CATEGORY_COLUMN: category})
 
 
 # --- inputs -------------------------------------------------------------------------------------

@@ -435,8 +435,9 @@ def backtest_forecast(
     """Forecast made at each past run date vs what happened over its (matured) horizon.
 
     Only accounts whose outcome is known are kept. Per run date and quantity (churned ARR,
-    expansion, churned logos, NDR, GRR): expected, interval, actual, error = actual - expected,
-    ``covered`` (actual inside the interval) and the level uncertainty the forecast used.
+    contraction, expansion, churned logos, NDR, GRR): expected, interval, actual,
+    error = actual - expected, ``covered`` (actual inside the interval) and the level
+    uncertainty the forecast used.
 
     ``level_sd`` maps a model name (the ``churn_model`` / ``expansion_model`` columns) to the
     level spread fitted with it; a model not in it gets none. With ``matured_after_days`` (days
@@ -603,10 +604,11 @@ def _compare(run_date: pd.Timestamp, fc: pd.Series, group: pd.DataFrame) -> list
     start = float(group["arr"].sum())
     actual = {
         "churned_arr": float(group["churned_arr"].sum()),
+        "contraction": float(group["contraction_arr"].sum()),
         "expansion": float(group["expansion_arr"].sum()),
         "logos_churned": float(group["churned"].sum()),
     }
-    lost = actual["churned_arr"] + float(group["contraction_arr"].sum())
+    lost = actual["churned_arr"] + actual["contraction"]
     actual["grr"] = (start - lost) / start if start > 0 else np.nan
     actual["ndr"] = actual["grr"] + actual["expansion"] / start if start > 0 else np.nan
     rows = []

@@ -72,7 +72,7 @@ from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.gate import Verdict, baseline_verdict
 from models.metrics import METRIC_NAMES, score_metrics
 from models.tuning import LIGHTGBM_SEARCHED, TunedFit, search_params
-from models.value import fit_expansion_value
+from models.value import fit_contraction_value, fit_expansion_value
 
 MODEL = "lightgbm"
 HEALTH = "health_score"
@@ -387,6 +387,8 @@ def train_model(
     bundle.metrics[LEVEL_SD_METRIC] = level_spread(ours["as_of"], ours["y"], ours["p"])
     if target == "expansion" and {"arr_at_as_of", "arr_at_horizon", "churned"} <= set(dataset):
         bundle.outcome_value = fit_expansion_value(dataset)
+    if target == "contraction" and {"arr_at_as_of", "arr_at_horizon", "churned"} <= set(dataset):
+        bundle.outcome_value = fit_contraction_value(dataset)
     timings["final_fit_s"] = time.perf_counter() - clock - sum(timings.values())
     verdict = baseline_verdict(backtest, config.promotion.metric)
     result = TrainResult(

@@ -96,3 +96,57 @@ def expected_gain(
     if_retained = ratio_for(groups, value.get("if_retained", {}), default=0.0)
     stay_flat = np.clip(1.0 - expansion_probability - churn_probability, 0.0, None)
     return arr * (expansion_probability * if_expanded + stay_flat * if_retained)
+
+
+# --- contraction ------------------------------------------------------------------------------
+
+CONTRACTION_KINDS = ("if_contracted", "if_retained")
+
+
+def fit_contraction_value(
+    dataset: pd.DataFrame, *, by: str = "segment", prior_rows: int = 20
+) -> dict[str, dict[str, float]]:
+    """The contraction bundle's ARR-loss ratios, the mirror of :func:`fit_expansion_value`:
+    ``if_contracted`` = sum of ARR lost / sum of ARR at ``as_of`` over rows that contracted;
+    ``if_retained`` = the same over rows retained without contracting (drops below the
+    contraction threshold, which the ARR bridge counts as contraction all the same)."""
+    needed = {"contracted", "churned", "arr_at_as_of", "arr_at_horizon"}
+    missing = needed - set(dataset.columns)
+    if missing:
+        raise ValueError(f"training rows lack the label column(s) {sorted(missing)}")
+    start = pd.to_numeric(dataset["arr_at_as_of"], errors="coerce").to_numpy(dtype=float)
+    end = pd.to_numeric(dataset["arr_at_horizon"], errors="coerce").to_numpy(dtype=float)
+    labelled = dataset["contracted"].notna().to_numpy() & (start > 0)
+    contracted = dataset["contracted"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    churned = dataset["churned"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    loss = np.clip(np.nan_to_num(start - end, nan=0.0), 0.0, None)
+    groups = (
+        dataset[by].astype("string").fillna("unknown").to_numpy()
+        if by in dataset.columns
+        else np.full(len(dataset), OVERALL)
+    )
+    masks = {
+        "if_contracted": labelled & contracted,
+        "if_retained": labelled & ~contracted & ~churned,
+    }
+    return {
+        kind: _ratios(loss[mask], start[mask], groups[mask], prior_rows)
+        for kind, mask in masks.items()
+    }
+
+
+def expected_loss(
+    arr: np.ndarray,
+    groups: pd.Series,
+    *,
+    contraction_probability: np.ndarray,
+    churn_probability: np.ndarray,
+    value: Mapping[str, Mapping[str, float]],
+) -> np.ndarray:
+    """Expected ARR lost to contraction over the horizon per account:
+    ``ARR x (p_contract x if_contracted + max(0, 1 - p_contract - p_churn) x if_retained)``.
+    A bundle without fitted ratios contributes nothing (no amount to multiply by)."""
+    if_contracted = ratio_for(groups, value.get("if_contracted", {}), default=0.0)
+    if_retained = ratio_for(groups, value.get("if_retained", {}), default=0.0)
+    stay = np.clip(1.0 - contraction_probability - churn_probability, 0.0, None)
+    return arr * (contraction_probability * if_contracted + stay * if_retained)

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.config import FeatureConfig, WarehouseConfig
+from features.retention import RetentionConfig
 from features.sources import SourceMappingError, locate_sources
 from features.validation import SourceReport, feature_reads_after, prepare_sources
 from features.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, validate_ident
@@ -77,6 +78,7 @@ class Settings(BaseModel):
     serving: ServingConfig = ServingConfig()
     risk_list: RiskListConfig = RiskListConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
     demo: DemoConfig = DemoConfig()
     delivery: DeliveryConfig = DeliveryConfig()
 

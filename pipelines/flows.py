@@ -353,10 +353,13 @@ def score(
     expansion: tuple[ModelBundle, Any] | None,
     run_date: date,
     settings: Settings,
+    contraction: tuple[ModelBundle, Any] | None = None,
 ) -> Any:
     refs = {"churn": str(churn[1])}
     if expansion is not None:
         refs["expansion"] = str(expansion[1])
+    if contraction is not None:
+        refs["contraction"] = str(contraction[1])
     return score_accounts(
         features,
         churn=churn[0],
@@ -364,6 +367,7 @@ def score(
         run_date=run_date,
         config=settings.serving,
         model_refs=refs,
+        contraction=contraction[0] if contraction else None,
     )
 
 
@@ -637,15 +641,17 @@ def weekly_score(
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     churn = load_model(settings, "churn", "champion")
     expansion = load_model(settings, "expansion", "champion")
-    for loaded in (churn, expansion):
+    contraction = _champion_or_none(settings, "contraction")  # optional: GRR forecast input
+    for loaded in (churn, expansion, contraction):
         if loaded is not None:
             check_lookahead(loaded[0], run_date, allow=allow_lookahead)
     connect = warehouse_factory(settings)
-    names = sorted({n for m in (churn, expansion) if m is not None for n in m[0].feature_names})
+    models = (churn, expansion, contraction)
+    names = sorted({n for m in models if m is not None for n in m[0].feature_names})
     report, features, volumes = features_at(
         connect, settings, data_horizon(run_date), [as_of_for(run_date)], names
     )
-    scored = score(features, churn, expansion, run_date, settings)
+    scored = score(features, churn, expansion, run_date, settings, contraction)
     scored = list_signals(connect, scored, features, run_date, settings)
     checks = monitor(features, scored, churn, volumes, settings, run_date)
     meta = {"sources": report.available, "skipped": report.skipped, **checks.run_record()}

@@ -10,6 +10,7 @@ the report says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,13 +20,31 @@ import pandas as pd
 
 from features.build import build_features, build_model_features
 from features.labels import build_labels
-from features.retention import arr_movements, churn_events, cohort_retention, load_contracts
+from features.retention import (
+    CATEGORY_COLUMN,
+    account_attributes,
+    arr_movements,
+    churn_events,
+    cohort_retention,
+    detect_history_start,
+    load_contracts,
+    mark_history,
+    prepare_contracts,
+    with_industry_category,
+)
 from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
 from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
 from models.metrics import score_metrics
-from models.monitoring import feature_drift, join_matured, prediction_drift, realised_performance
+from models.monitoring import (
+    estimate_history,
+    join_matured,
+    prediction_drift,
+    read_monitoring,
+    realised_performance,
+)
+from models.performance_estimate import estimate_vs_realised
 from models.registry import configure_tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
@@ -36,7 +55,7 @@ from serving.expansion_signals import (
     products_in_force,
 )
 from serving.holdout import holdout_outcomes, read_holdouts, uplift_section
-from serving.report import Section, build_report
+from serving.report import MonitoringView, Section, build_report
 
 
 @dataclass(frozen=True)
@@ -64,16 +83,77 @@ def read_score_history(wh: Warehouse, settings: Settings, *, until: date) -> Sco
     return ScoreHistory(frame)
 
 
-def _retention(wh: Warehouse, settings: Settings, run_date: date) -> tuple[pd.DataFrame, ...]:
-    contracts = load_contracts(wh)
+@dataclass(frozen=True)
+class RetentionFigures:
+    """The retention side of the report, measured over complete contract history only."""
+
+    contracts: pd.DataFrame  # with industry_category when a mapping is configured
+    history_start: pd.Timestamp | None
+    quarters: pd.DataFrame  # every quarter, with complete_history
+    ttm: pd.DataFrame | None  # trailing 12 months, windows inside complete history
+    by_group: pd.DataFrame | None  # latest TTM NDR/GRR per (kind, group)
+    cohorts: pd.DataFrame | None
+    events: pd.DataFrame
+
+
+def history_start_of(settings: Settings, contracts: pd.DataFrame) -> pd.Timestamp | None:
+    """``retention.history_start`` from config, else detected from the contracts."""
+    configured = settings.retention.history_start
+    return pd.Timestamp(configured) if configured else detect_history_start(contracts)
+
+
+def _retention(wh: Warehouse, settings: Settings, run_date: date) -> RetentionFigures:
+    contracts = prepare_contracts(load_contracts(wh))
+    mapping = settings.retention.industry_categories
+    if mapping:
+        contracts = with_industry_category(contracts, mapping)
     grace = settings.features.labels.grace_days
     first = pd.Timestamp(contracts["start_date"].min()).date()
+    start = history_start_of(settings, contracts)
     quarters = arr_movements(
-        contracts, period="quarter", start=first, end=run_date, rolling=4, grace_days=grace
+        contracts, period="quarter", start=first, end=run_date, grace_days=grace
     )
-    cohorts = cohort_retention(contracts, end=run_date, grace_days=grace)
+    quarters = mark_history(quarters, start)
+    begin = (start or pd.Timestamp(first)).date()
+    ttm = _optional(
+        lambda: arr_movements(contracts, period="ttm", start=begin, end=run_date, grace_days=grace)
+    )
+    groups = ["segment", *([CATEGORY_COLUMN] if mapping else [])]
+    by_group = (
+        _latest_by_group(contracts, groups, begin, run_date, grace) if ttm is not None else None
+    )
+    cohorts = _optional(
+        lambda: cohort_retention(contracts, end=run_date, grace_days=grace, start=start)
+    )
     events = churn_events(contracts, start=first, end=run_date, grace_days=grace)
-    return quarters, cohorts, events
+    return RetentionFigures(contracts, start, quarters, ttm, by_group, cohorts, events)
+
+
+def _optional(compute: Callable[[], pd.DataFrame]) -> pd.DataFrame | None:
+    """A figure that may not exist yet (no complete 12 months, no cohort): None, not an error."""
+    try:
+        return compute()
+    except ValueError:
+        return None
+
+
+def _latest_by_group(
+    contracts: pd.DataFrame, groups: list[str], start: date, end: date, grace: int
+) -> pd.DataFrame:
+    """The latest trailing-12-month NDR/GRR per group of each attribute in ``groups``."""
+    parts = []
+    for kind in groups:
+        ttm = arr_movements(
+            contracts, period="ttm", by=[kind], start=start, end=end, grace_days=grace
+        )
+        latest = ttm[ttm["period_end"] == ttm["period_end"].max()]
+        parts.append(latest.rename(columns={kind: "group"}).assign(kind=kind))
+    parts.append(
+        arr_movements(contracts, period="ttm", start=start, end=end, grace_days=grace)
+        .tail(1)
+        .assign(kind="all", group="all")
+    )
+    return pd.concat(parts, ignore_index=True)[["kind", "group", "period", "ndr", "grr"]]
 
 
 def _matured_outcomes(
@@ -163,14 +243,16 @@ def _forecast(
     history: ScoreHistory,
     outcomes: pd.DataFrame | None,
     spreads: dict[str, float],
-) -> pd.DataFrame | None:
-    """Next-period forecast from the latest run, with the level uncertainty of its models."""
+    contracts: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Next-period forecast from the latest run, with the level uncertainty of its models: by
+    segment, and by downturn category when ``contracts`` carries ``industry_category``."""
     if not history.run_dates:
-        return None
+        return None, None
     day = history.run_dates[-1]
     latest = history.at(day)
     if latest.empty:
-        return None
+        return None, None
     level = forecast_level(
         latest,
         history.predictions,
@@ -179,42 +261,55 @@ def _forecast(
         level_sd=spreads,
         matured_after_days=settings.features.labels.maturity_days,
     )
-    return forecast_next_period(latest, seed=settings.model.seed, level=level)
+    by_segment = forecast_next_period(latest, seed=settings.model.seed, level=level)
+    if contracts is None or CATEGORY_COLUMN not in contracts:
+        return by_segment, None
+    category = account_attributes(contracts)[CATEGORY_COLUMN]
+    keyed = latest.assign(
+        **{CATEGORY_COLUMN: latest["account_id"].astype(str).map(category).fillna("unmapped")}
+    )
+    by_category = forecast_next_period(
+        keyed, by=CATEGORY_COLUMN, seed=settings.model.seed, level=level
+    )
+    return by_segment, by_category
 
 
-def _drift(
-    wh: Warehouse, settings: Settings, report: SourceReport, history: ScoreHistory, run_date: date
-) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Feature drift of the latest scored week against the end of the champion's training
-    window (what the weekly flow monitors), and score drift against the first scored week."""
+def _stored_checks(
+    settings: Settings, history: ScoreHistory, run_date: date
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, list[str]]:
+    """The latest scored week's feature drift and source-volume checks as its weekly run kept
+    them (against the champion's stored training-window reference: nothing is rebuilt from
+    today's warehouse, which would hide a source that broke since), every week's label-free
+    estimate, and notes saying what is missing."""
+    directory = settings.report_dir / "monitoring"
     dates = history.run_dates
     if not dates:
-        return None, None
-    try:
-        bundle, _ = load_bundle(
-            tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
+        return None, None, None, []
+    kept = read_monitoring(directory, dates[-1])
+    notes = []
+    if kept["summary"] is None:
+        notes.append(
+            f"No weekly checks were kept for {dates[-1].isoformat()} (that week was scored "
+            "before monitoring was stored, or its files were removed): drift not shown."
         )
-    except LookupError:
-        drift = None
-    else:
-        reference_at, current_at = bundle.train_window[1], as_of_for(dates[-1])
-        frames = build_model_features(
-            wh,
-            [reference_at, current_at],
-            feature_names=bundle.feature_names,
-            available_tables=report.available,
-            config=settings.features,
+    elif kept["drift"] is None:
+        notes.append(
+            "The champion that scored the latest week carries no training-window reference "
+            "(trained before references were stored): drift is not measured until it is retrained."
         )
-        drift = feature_drift(
-            frames[frames["as_of"] == pd.Timestamp(reference_at)],
-            frames[frames["as_of"] == pd.Timestamp(current_at)],
-            feature_names=bundle.feature_names,
-            thresholds=settings.monitoring,
-        )
-    return drift, _score_drift(settings, history)
+    return kept["drift"], kept["volumes"], estimate_history(directory, until=run_date), notes
 
 
 _SCORE_MODELS = {"churn_probability": "churn_model", "expansion_probability": "expansion_model"}
+
+
+def _estimated(
+    estimates: pd.DataFrame | None, realised: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """The weekly label-free estimates, beside the realised figure where labels matured."""
+    if estimates is None or realised is None or realised.empty:
+        return estimates
+    return estimate_vs_realised(estimates, realised)
 
 
 def _score_drift(settings: Settings, history: ScoreHistory) -> pd.DataFrame | None:
@@ -339,10 +434,11 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
     configure_tracking(settings.tracking, data_dir=settings.data_dir)
     with open_warehouse(settings) as wh:
         report = stage_sources(wh, settings, reference_time=data_horizon(run_date))
-        quarters, cohorts, events = _retention(wh, settings, run_date)
+        figures = _retention(wh, settings, run_date)
         history = read_score_history(wh, settings, until=run_date)
         outcomes = _matured_outcomes(wh, settings, history, run_date)
-        drift, score_drift = _drift(wh, settings, report, history, run_date)
+        drift, volumes, estimates, notes = _stored_checks(settings, history, run_date)
+        score_drift = _score_drift(settings, history) if history.run_dates else None
         spreads = _level_spreads(settings, history)
         matured = realised = backtest = None
         if outcomes is not None:
@@ -366,18 +462,31 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 level_sd=spreads,
                 matured_after_days=settings.features.labels.maturity_days,
             )
-        audit = _audit(wh, settings, report, matured, events, _champion_features(settings))
-        loop = _csm_loop_sections(wh, settings, report, history, events, run_date)
-    forecast = _forecast(settings, history, outcomes, spreads)
+        audit = _audit(wh, settings, report, matured, figures.events, _champion_features(settings))
+        loop = _csm_loop_sections(wh, settings, report, history, figures.events, run_date)
+    forecast, by_category = _forecast(settings, history, outcomes, spreads, figures.contracts)
+    labels = settings.features.labels
     return build_report(
-        retention=quarters,
-        cohorts=cohorts,
+        retention=figures.quarters,
+        ttm=figures.ttm,
+        history_start=figures.history_start,
+        retention_by_group=figures.by_group,
+        cohorts=figures.cohorts,
         forecast=forecast,
+        forecast_by_category=by_category,
         forecast_backtest=backtest,
-        drift=drift,
-        realised=realised,
+        drift=None,
+        realised=None,
         audit=audit,
-        prediction_drift=score_drift,
+        monitoring=MonitoringView(
+            drift=drift,
+            prediction_drift=score_drift,
+            realised=realised,
+            estimated=_estimated(estimates, realised),
+            checks=volumes,
+            notes=notes,
+        ),
+        horizon_days=labels.lead_days + labels.horizon_days,
         out_path=out,
         run_date=run_date,
         extra_sections=loop,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import ModelBundle
-from models.value import expected_gain
+from models.value import expected_gain, expected_loss
 from serving.config import ExpansionConfig, GreenChurnConfig, ServingConfig, TierConfig
 from serving.faults import checkpoint
 from serving.reasons import REASON_COLUMNS, assert_taxonomy, explain, resolve_specs
@@ -54,6 +54,9 @@ PREDICTION_COLUMNS = [
     "churn_reason_features",
     "churn_model",
     "expansion_model",
+    "contraction_probability",
+    "expected_contraction_arr",
+    "contraction_model",
 ]
 _REQUIRED = ("account_id", "arr", "csm_owner", "segment")
 
@@ -78,11 +81,15 @@ def score_accounts(
     config: ServingConfig,
     model_refs: dict[str, str],
     catalog: Mapping[str, Any] | None = None,
+    contraction: ModelBundle | None = None,
 ) -> Scored:
     """Score and explain every account of ``features`` (one row per account, one ``as_of``).
 
     ``model_refs`` names the model versions used (``{"churn": "churnlens-churn v3"}``);
-    ``catalog`` defaults to ``features.catalog.FEATURES`` (units and windows for sentences)."""
+    ``catalog`` defaults to ``features.catalog.FEATURES`` (units and windows for sentences).
+    With a ``contraction`` model, each account also gets ``contraction_probability`` and
+    ``expected_contraction_arr`` (ARR expected to be lost by downsizing, which the GRR forecast
+    subtracts); without one both are NaN."""
     checkpoint("features:built")
     _check_frame(features)
     frame = features.reset_index(drop=True)
@@ -100,6 +107,7 @@ def score_accounts(
     predictions = _predictions(
         frame, churn_p, expansion_p, reason_frame, config, model_refs, outcome_value=value
     )
+    _add_contraction(predictions, frame, contraction, model_refs)
     predictions.insert(0, "run_date", pd.Timestamp(run_date))
     reason_frame.insert(0, "run_date", pd.Timestamp(run_date))
     return Scored(
@@ -213,6 +221,30 @@ def _predictions(
     out["churn_model"] = model_refs.get("churn")
     out["expansion_model"] = model_refs.get("expansion")
     return out
+
+
+def _add_contraction(
+    predictions: pd.DataFrame,
+    frame: pd.DataFrame,
+    contraction: ModelBundle | None,
+    model_refs: Mapping[str, str],
+) -> None:
+    """Contraction probability and expected contraction ARR (models.value.expected_loss), in
+    place; NaN without a contraction model."""
+    predictions["contraction_model"] = model_refs.get("contraction")
+    if contraction is None:
+        predictions["contraction_probability"] = np.nan
+        predictions["expected_contraction_arr"] = np.nan
+        return
+    p = contraction.predict_proba(frame)
+    predictions["contraction_probability"] = p
+    predictions["expected_contraction_arr"] = expected_loss(
+        predictions["arr"].to_numpy(dtype=float),
+        predictions["segment"],
+        contraction_probability=p,
+        churn_probability=predictions["churn_probability"].to_numpy(dtype=float),
+        value=contraction.outcome_value,
+    )
 
 
 def _text(frame: pd.DataFrame, column: str, *, fallback: pd.Series | None = None) -> pd.Series:

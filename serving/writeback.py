@@ -64,6 +64,9 @@ PREDICTIONS_SCHEMA: dict[str, str] = {
     "churn_reason_features": "VARCHAR",
     "churn_model": "VARCHAR",
     "expansion_model": "VARCHAR",
+    "contraction_probability": "DOUBLE",
+    "expected_contraction_arr": "DOUBLE",
+    "contraction_model": "VARCHAR",
 }
 REASONS_SCHEMA: dict[str, str] = {
     "run_date": "DATE",

@@ -6,11 +6,15 @@ import pandas as pd
 import pytest
 
 from features.retention import (
+    RetentionConfig,
     arr_movements,
     churn_events,
     cohort_retention,
+    detect_history_start,
+    mark_history,
     period_bounds,
     prepare_contracts,
+    with_industry_category,
 )
 
 
@@ -273,3 +277,89 @@ def test_evergreen_contracts_never_lapse():
     events = churn_events(contracts, start=date(2024, 1, 1), end=date(2026, 6, 1))
     assert "E" not in set(events["account_id"])
     assert prepare_contracts(contracts)["end_date"].isna().sum() == 1
+
+
+# --- trailing 12 months and the history start (the board report's headline) -------------------
+
+
+def ttm_book() -> pd.DataFrame:
+    rows = [
+        ("a", "2023-01-01", "2024-07-01", 100.0),
+        ("a", "2024-07-01", "2025-07-01", 150.0),  # renewed up 50: expansion
+        ("b", "2023-06-01", "2024-06-01", 200.0),  # not renewed: churned
+        ("c", "2023-03-01", "2024-03-01", 300.0),
+        ("c", "2024-03-01", "2025-03-01", 240.0),  # renewed down 60: contraction
+        ("d", "2024-05-01", "2025-05-01", 80.0),  # new logo: out of NDR and GRR
+    ]
+    frame = pd.DataFrame(rows, columns=["account_id", "start_date", "end_date", "arr"])
+    return frame.assign(
+        start_date=pd.to_datetime(frame["start_date"]), end_date=pd.to_datetime(frame["end_date"])
+    )
+
+
+def test_trailing_12_month_ndr_and_grr_hand_computed():
+    ttm = arr_movements(ttm_book(), period="ttm", start=date(2024, 1, 1), end=date(2025, 1, 1))
+    assert len(ttm) == 1
+    row = ttm.iloc[0]
+    assert row["period"] == "TTM to 2024-12"
+    assert (row["starting_arr"], row["expansion"], row["contraction"]) == (600.0, 50.0, 60.0)
+    assert (row["churned_arr"], row["new_arr"], row["ending_arr"]) == (200.0, 80.0, 470.0)
+    assert row["ndr"] == pytest.approx(390 / 600)  # 150 + 0 + 240 of 100 + 200 + 300
+    assert row["grr"] == pytest.approx(340 / 600)  # 600 - 60 contraction - 200 churn
+    assert row["logo_churn_rate"] == pytest.approx(1 / 3)
+
+
+def survivors_book() -> pd.DataFrame:
+    """An export that begins in 2024: only contracts still in force then, however early they
+    started (b's predecessors and every account lost in 2023 are missing)."""
+    rows = [
+        ("a", "2023-01-01", "2024-04-01", 100.0),
+        ("a", "2024-04-01", "2025-04-01", 100.0),
+        ("b", "2023-10-01", "2024-02-15", 50.0),  # the first end in the data: churns
+        ("e", "2024-03-01", "2025-03-01", 40.0),  # a new logo after the export began
+    ]
+    frame = pd.DataFrame(rows, columns=["account_id", "start_date", "end_date", "arr"])
+    return frame.assign(
+        start_date=pd.to_datetime(frame["start_date"]), end_date=pd.to_datetime(frame["end_date"])
+    )
+
+
+def test_history_start_is_the_first_contract_end_and_marks_earlier_quarters():
+    book = survivors_book()
+    start = detect_history_start(book)
+    assert start == pd.Timestamp("2024-02-15")
+    quarters = mark_history(
+        arr_movements(book, period="quarter", start=date(2023, 1, 1), end=date(2025, 1, 1)),
+        start,
+    )
+    before = quarters[~quarters["complete_history"]]
+    assert before["period"].tolist() == ["2023Q1", "2023Q2", "2023Q3", "2023Q4", "2024Q1"]
+    # the survivors-only quarters of 2023 read 100% GRR by construction
+    assert before["grr"].head(4).tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert quarters.loc[quarters["complete_history"], "period"].iloc[0] == "2024Q2"
+    assert detect_history_start(book.assign(end_date=pd.NaT)) is None
+
+
+def test_cohorts_from_the_history_start_keep_only_accounts_that_signed_after_it():
+    book = survivors_book()
+    start = detect_history_start(book)
+    every = cohort_retention(book, end=date(2025, 1, 1))
+    after = cohort_retention(book, end=date(2025, 1, 1), start=start)
+    assert set(every["cohort"]) == {"2023Q1", "2023Q4", "2024Q1"}
+    assert set(after["cohort"]) == {"2024Q1"}
+    assert after.loc[after["months_since_start"] == 0, "accounts"].tolist() == [1]
+
+
+def test_industry_categories_label_accounts_and_refuse_unknown_codes():
+    book = ttm_book().assign(industry=["media", "media", "retail", None, None, "software"])
+    labelled = with_industry_category(book, {"media": 1, "software": 3})
+    assert labelled["industry_category"].tolist() == [
+        "1 hit hard",
+        "1 hit hard",
+        "unmapped",
+        "unmapped",
+        "unmapped",
+        "3 benefits",
+    ]
+    with pytest.raises(ValueError, match="1, 2 or 3"):
+        RetentionConfig(industry_categories={"media": 4})

@@ -438,3 +438,40 @@ def test_backtest_says_whether_level_uncertainty_was_used():
     churn = with_level["quantity"] == "churned_arr"
     wider = (with_level["hi"] - with_level["lo"])[churn].to_numpy()
     assert (wider > (plain["hi"] - plain["lo"])[churn].to_numpy()).all()
+
+
+def test_contraction_lowers_the_grr_forecast_exactly():
+    without = forecast_next_period(preds(), by=None, seed=0, n_sims=2000).iloc[0]
+    scored = preds().assign(
+        contraction_probability=[0.2, 0.5, 0.0, 0.9],
+        expected_contraction_arr=[40.0, 50.0, 0.0, 1000.0],  # d: the amount is capped at its ARR
+    )
+    fc = forecast_next_period(scored, by=None, seed=0, n_sims=2000).iloc[0]
+    # amounts if contracted: 200, 100, -, min(1111, 300); d's probability stays 0.9 (room 1.0)
+    contraction = 0.2 * 200 + 0.5 * 100 + 0.9 * 300  # 360
+    assert fc["expected_contraction"] == pytest.approx(contraction)
+    assert fc["expected_grr"] == pytest.approx((2000 - 300 - contraction) / 2000)  # 0.67
+    assert without["expected_grr"] == pytest.approx(0.85)
+    assert fc["expected_grr"] < without["expected_grr"]
+    assert fc["grr_hi"] < without["grr_hi"] and fc["contraction_lo"] > 0
+
+
+def test_backtest_reports_contraction_beside_grr():
+    past = preds().assign(
+        run_date=pd.Timestamp("2025-01-06"),
+        contraction_probability=[0.0, 0.5, 0.0, 0.0],
+        expected_contraction_arr=[0.0, 25.0, 0.0, 0.0],
+    )
+    labels = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2025-01-06"),
+            "account_id": ["a", "b", "c", "d"],
+            "churned": [False, False, True, False],
+            "arr_at_as_of": [1000.0, 500.0, 200.0, 300.0],
+            "arr_at_horizon": [1100.0, 450.0, 0.0, 300.0],
+        }
+    )
+    bt = backtest_forecast(past, labels, seed=0, n_sims=1000).set_index("quantity")
+    assert bt.loc["contraction", "actual"] == 50.0
+    assert bt.loc["contraction", "expected"] == pytest.approx(25.0)
+    assert bt.loc["grr", "expected"] == pytest.approx((2000 - 300 - 25) / 2000)

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.value import OVERALL, expected_gain, fit_expansion_value
+from models.value import (
+    OVERALL,
+    expected_gain,
+    expected_loss,
+    fit_contraction_value,
+    fit_expansion_value,
+)
 
 
 def _rows() -> pd.DataFrame:
@@ -67,3 +73,28 @@ def test_expected_gain_mixes_expansion_and_flat_renewal_and_falls_back() -> None
 def test_missing_label_columns_are_named() -> None:
     with pytest.raises(ValueError, match="arr_at_horizon"):
         fit_expansion_value(_rows().drop(columns="arr_at_horizon"))
+
+
+def test_contraction_ratios_and_expected_loss_hand_computed() -> None:
+    rows = pd.DataFrame(
+        {
+            "segment": ["smb", "smb", "smb", "ent"],
+            "arr_at_as_of": [100.0, 100.0, 100.0, 1000.0],
+            "arr_at_horizon": [60.0, 97.0, 0.0, 800.0],
+            "contracted": pd.array([True, False, False, True], dtype="boolean"),
+            "churned": pd.array([False, False, True, False], dtype="boolean"),
+        }
+    )
+    value = fit_contraction_value(rows, prior_rows=0)
+    assert value["if_contracted"]["smb"] == pytest.approx(40 / 100)
+    assert value["if_contracted"][OVERALL] == pytest.approx(240 / 1100)
+    assert value["if_retained"]["smb"] == pytest.approx(3 / 100)  # a drop below the threshold
+    loss = expected_loss(
+        np.array([100.0, 1000.0]),
+        pd.Series(["smb", "ent"]),
+        contraction_probability=np.array([0.5, 0.1]),
+        churn_probability=np.array([0.2, 0.0]),
+        value=value,
+    )
+    # smb: 100 x (0.5 x 0.4 + 0.3 x 0.03); ent: 1000 x (0.1 x 0.2 + 0.9 x overall retained 3/100)
+    np.testing.assert_allclose(loss, [100 * (0.2 + 0.009), 1000 * (0.02 + 0.9 * 0.03)])

@@ -177,3 +177,39 @@ def test_config_rejects_unknown_keys_and_bad_table_names():
         ServingConfig.model_validate({"top_reason": 3})
     with pytest.raises(ValueError, match="invalid table name"):
         ServingConfig.model_validate({"tables": {"predictions": "p; drop table x"}})
+
+
+def test_a_contraction_model_gives_probability_and_expected_contraction_arr(
+    features, churn_bundle, expansion_bundle
+):
+    from dataclasses import replace
+
+    contraction = replace(
+        churn_bundle,
+        target="contraction",
+        outcome_value={"if_contracted": {"*": 0.3}, "if_retained": {"*": 0.01}},
+    )
+    scored = score_accounts(
+        features,
+        churn=churn_bundle,
+        expansion=expansion_bundle,
+        contraction=contraction,
+        run_date=RUN_DATE,
+        config=ServingConfig(),
+        model_refs={"churn": "churn v2", "contraction": "contraction v1"},
+        catalog=CATALOG,
+    )
+    p = scored.predictions
+    assert list(p.columns) == PREDICTION_COLUMNS
+    q = contraction.predict_proba(features.reset_index(drop=True))
+    np.testing.assert_allclose(p["contraction_probability"], q)
+    stay = np.clip(1 - q - p["churn_probability"], 0, None)
+    np.testing.assert_allclose(p["expected_contraction_arr"], p["arr"] * (0.3 * q + 0.01 * stay))
+    assert (p["contraction_model"] == "contraction v1").all()
+
+
+def test_without_a_contraction_model_its_columns_are_empty(scored):
+    p = scored.predictions
+    assert p["contraction_probability"].isna().all()
+    assert p["expected_contraction_arr"].isna().all()
+    assert p["contraction_model"].isna().all()
