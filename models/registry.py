@@ -428,14 +428,15 @@ def _quiet_integer_hint() -> Iterator[None]:
 def _log_dataset(result: TrainResult, info: dict[str, Any], frame: pd.DataFrame | None) -> None:
     """The training frame as the run's dataset input (``mlflow.log_input``, context
     ``training``), named by target and window, its digest the frame's SHA-256 fingerprint."""
-    frame = frame if frame is not None else result.shap_sample
+    whole = frame is not None  # else only the SHAP sample travels: its digest is its own
+    frame = frame if whole else result.shap_sample
     if frame is None:
         return
     label = target_spec(result.target).label
     columns = [
         c for c in ("account_id", "as_of", *result.bundle.feature_names, label) if c in frame
     ]
-    fingerprint = str(info.get("fingerprint", "")) or data_fingerprint(frame)
+    fingerprint = (str(info.get("fingerprint", "")) if whole else "") or data_fingerprint(frame)
     with _quiet_integer_hint():  # the schema is inferred lazily, when the input is logged
         dataset = _pandas_dataset(frame[columns], result, info, label, fingerprint)
         tags = {TAG_PREFIX + "fingerprint": fingerprint}

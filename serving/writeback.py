@@ -141,7 +141,7 @@ def write_scores(
         tables.runs: arrow_rows(_run_row(scored, meta, started), RUNS_SCHEMA, tables.runs),
     }
     if HOLDOUT_COLUMN in scored.predictions:  # drawn (serving.holdout); its old rows go anyway
-        frames[tables.holdouts] = _as_rows(
+        frames[tables.holdouts] = arrow_rows(
             _holdouts(scored, config), HOLDOUTS_SCHEMA, tables.holdouts
         )
     with run_lease(wh, schema=schema, run_date=run_day, config=config, started_at=started):
@@ -200,13 +200,25 @@ def run_lease(
         yield
 
 
+# Columns added to the output tables after their first release: a table an earlier churnlens
+# created gets them (ALTER TABLE ... ADD COLUMN, NULL in its older rows), so the unattended
+# weekly job survives an upgrade. Any other missing column means the table is not ours.
+ADDED_COLUMNS = frozenset(
+    {"contraction_probability", "expected_contraction_arr", "contraction_model"}
+)
+
+
 def ensure_tables(wh: Warehouse, *, schema: str, config: ServingConfig | None = None) -> None:
     """Create the schema and the output tables with their primary keys, or add the keys to
     tables that lack them; one writer at a time per schema (concurrent ``CREATE TABLE IF NOT
     EXISTS`` can collide in PostgreSQL's catalog)."""
     config = config or ServingConfig()
     tables = config.tables
-    if all(_has_primary_key(wh, schema, t) for t in _layout(tables)):
+    layout = _layout(tables)
+    if all(
+        _has_primary_key(wh, schema, t) and not _missing_columns(wh, schema, t, columns)
+        for t, (columns, _) in layout.items()
+    ):
         return
     info = lease.holder_info()
     lock = lease.lock_for(wh, schema=schema, name="ddl", info=info)
@@ -296,7 +308,8 @@ def _ensure_table(
     wh: Warehouse, schema: str, table: str, columns: Mapping[str, str], key: tuple[str, ...]
 ) -> None:
     """Create the table with its key if missing; if present, it must hold every column we
-    write, and gets the key if it has none."""
+    write except those a later churnlens added (:data:`ADDED_COLUMNS`: added, NULL in the
+    rows written before), and gets the key if it has none."""
     existing = wh.columns(table, schema)
     if not existing:
         body = ", ".join(f"{quote_ident(c, what='column name')} {t}" for c, t in columns.items())
@@ -306,14 +319,27 @@ def _ensure_table(
         )
         return
     missing = [c for c in columns if c not in existing]
-    if missing:
+    foreign = [c for c in missing if c not in ADDED_COLUMNS]
+    if foreign:
         raise WarehouseError(
-            f"table {schema}.{table} exists but lacks column(s) {missing}; it was created by "
-            "another version of churnlens or another tool. Add the columns, or point "
-            "serving.tables / warehouse.output_schema elsewhere"
+            f"table {schema}.{table} exists but lacks column(s) {foreign}; it was created by "
+            "another tool. Add the columns, or point serving.tables / "
+            "warehouse.output_schema elsewhere"
+        )
+    for column in missing:  # written by an earlier churnlens: add what this version writes
+        wh.execute(
+            f"ALTER TABLE {qualified(table, schema)} ADD COLUMN "
+            f"{quote_ident(column, what='column name')} {columns[column]}"
         )
     if not _has_primary_key(wh, schema, table):
         _add_primary_key(wh, schema, table, key)
+
+
+def _missing_columns(
+    wh: Warehouse, schema: str, table: str, columns: Mapping[str, str]
+) -> list[str]:
+    existing = wh.columns(table, schema)
+    return [c for c in columns if c not in existing] if existing else list(columns)
 
 
 def _column_list(columns: tuple[str, ...]) -> str:

@@ -434,3 +434,23 @@ def test_a_value_that_does_not_convert_names_table_column_and_rows(wh, scored):
     predictions["arr"] = pd.Series([1.0, "lots", 3.0, "n/a"], dtype=object)
     with pytest.raises(ValueError, match=r"predictions\.arr as DOUBLE: 2 row\(s\).*'lots', 'n/a'"):
         write_scores(wh, replace(scored, predictions=predictions), schema=_schema(wh), run_meta={})
+
+
+def test_a_table_of_an_earlier_version_gets_the_columns_added_since(wh, scored):
+    schema = _schema(wh)
+    wh.create_schema(schema)
+    kept = {c: t for c, t in PREDICTIONS_SCHEMA.items() if c not in writeback.ADDED_COLUMNS}
+    body = ", ".join(f'"{c}" {t}' for c, t in kept.items())
+    wh.execute(f'CREATE TABLE "{schema}".predictions ({body}, PRIMARY KEY (run_date, account_id))')
+    old = scored.predictions.assign(run_date=RUN_DATE - timedelta(days=7))[list(kept)]
+    wh.insert_frame(old, "predictions", schema)
+    write_scores(wh, scored, schema=schema, run_meta={})
+    columns = wh.columns("predictions", schema)
+    assert set(writeback.ADDED_COLUMNS) <= set(columns)
+    older = wh.query(
+        f'SELECT count(*) AS n, count("contraction_probability") AS filled '
+        f'FROM "{schema}".predictions WHERE run_date = ?',
+        [RUN_DATE - timedelta(days=7)],
+    )
+    assert older.iloc[0].tolist() == [len(old), 0]
+    assert _counts(wh, schema)["predictions"] == len(old) + len(scored.predictions)
