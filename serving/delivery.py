@@ -538,6 +538,19 @@ def list_files(out_dir: Path, predictions: pd.DataFrame) -> dict[str, Path]:
     return found
 
 
+def listed_only(
+    predictions: pd.DataFrame, changes: pd.DataFrame, csv_files: list[Path]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Only the accounts the run's lists show (their CSVs' ``account_id``): an account the
+    lists keep off (a random holdout, for one) is never named in a digest either."""
+    listed: set[str] = set()
+    for path in csv_files:
+        listed |= set(pd.read_csv(path, usecols=["account_id"], dtype=str)["account_id"])
+    keep = predictions["account_id"].astype(str).isin(listed)
+    moved = changes[changes["account_id"].astype(str).isin(listed)] if len(changes) else changes
+    return predictions[keep], moved
+
+
 def read_run(
     wh: Warehouse,
     *,
@@ -718,6 +731,7 @@ def deliver_run(
             problems.append((f"recipients table {spec.table}", describe(exc)))
     if paths is not None:
         lists, summary = dict(paths.csm_html), paths.summary_html
+        csv_files = list(paths.csm_csv.values())
     else:
         if not (list_dir / "manifest.json").is_file():
             raise DeliveryError(
@@ -726,6 +740,8 @@ def deliver_run(
             )
         lists = list_files(list_dir, predictions)
         summary = list_dir / "summary.html" if (list_dir / "summary.html").is_file() else None
+        csv_files = sorted(list_dir.glob("risk_list_*.csv"))
+    predictions, changes = listed_only(predictions, changes, csv_files)
     report = deliver(
         predictions,
         changes,

@@ -62,6 +62,8 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         **os.environ,
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-cli")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # the per-task INFO lines these tests wait for (hidden by default since -v exists)
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
     }
     env.pop("PREFECT_API_URL", None)
     return env

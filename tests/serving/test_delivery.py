@@ -248,6 +248,26 @@ def test_a_resend_finds_the_lists_through_the_manifest(run, smtp) -> None:
     assert names == sorted(run.lists.csm_html[o].name for o in ADDRESSES)
 
 
+def test_accounts_the_lists_keep_off_are_never_named(duck, scored, tmp_path, receiver) -> None:
+    """A holdout keeps accounts off the lists; the warehouse still has them: not in digests."""
+    write_scores(duck, scored, **_WRITE)
+    ranked = scored.predictions.sort_values("arr_at_risk", ascending=False)
+    held_out = set(ranked["account_id"].head(2))
+    shown = replace(scored, predictions=ranked[~ranked["account_id"].isin(held_out)])
+    empty = week_over_week(shown.predictions, None, config=ServingConfig())
+    out_dir = tmp_path / RUN_DATE.isoformat()
+    paths = write_risk_lists(shown, empty, out_dir=out_dir, run_date=RUN_DATE)
+    listed = Run(wh=duck, lists=paths, list_dir=out_dir, predictions=shown.predictions)
+    for lists in (True, False):
+        receiver.bodies.clear()
+        report = _deliver(listed, _hook(receiver.url), lists=lists)
+        assert report.sent == ["webhook"]
+        text = json.dumps(receiver.bodies[0])
+        names = scored.predictions.set_index("account_id")["name"]
+        assert not any(f"*{names[a]}*" in text for a in held_out)
+        assert format_money(shown.predictions["arr_at_risk"].sum()) in receiver.bodies[0]["text"]
+
+
 def test_a_link_instead_of_an_attachment(run, smtp) -> None:
     inbox, port = smtp
     config = _email(port, attach_list=False).model_copy(
