@@ -155,7 +155,18 @@ def _union_rows(scored: Scored) -> pd.DataFrame:
             out[name] = out[name].map(lambda v: v if v is None else str(v))
     columns = [KIND, *(c for c in PREDICTIONS_SCHEMA if c != "run_date")]
     columns += [c for c in REASONS_SCHEMA if c not in PREDICTIONS_SCHEMA]
-    return out[columns]
+    return _plain(out[columns])
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as plain Python objects: pandas 3's Arrow-backed ``str`` columns make
+    pyspark's Arrow serializer fail (ChunkedArray where it expects an Array)."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype == object or pd.api.types.is_string_dtype(out[name].dtype):
+            values = out[name].astype(object)
+            out[name] = values.where(values.notna(), None).astype(object)
+    return out
 
 
 def _split(union: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -197,7 +208,7 @@ def _with_segment_medians(predictions: DataFrame, config: ServingConfig) -> Data
             with np.errstate(divide="ignore", invalid="ignore"):
                 batch["penetration_vs_segment"] = batch["penetration"] / batch[SEGMENT_MEDIAN]
             batch["expansion_quadrant"] = expansion_quadrant(batch, expansion)
-            yield batch[names]
+            yield _plain(batch[names])
 
     return joined.mapInPandas(place, schema=", ".join(_ddl(PREDICTIONS_SCHEMA, skip=("run_date",))))
 
@@ -368,4 +379,4 @@ def _typed(frame: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
             out[name] = out[name].astype("Int64")
         elif kind == "DOUBLE":
             out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
-    return out
+    return _plain(out)
