@@ -242,6 +242,7 @@ def write_week(
         for table, frame in frames.items():
             frame.write.mode("overwrite").parquet(str(staging / table))
         staged = {t: spark.read.parquet(str(staging / t)) for t in frames}
+        _refuse_duplicate_accounts(staged[tables.predictions], tables.predictions)
         counts = {t: staged[t].count() for t in frames}
         run = _run_row(scored, counts, tables, run_meta, started_at)
         staged[tables.runs] = spark.createDataFrame(run, schema=", ".join(_ddl(RUNS_SCHEMA)))
@@ -258,6 +259,22 @@ def write_week(
     finally:
         _remove(spark, staging)
     return counts
+
+
+def _refuse_duplicate_accounts(predictions: Any, table: str, *, shown: int = 5) -> None:
+    """The week's key is (run_date, account_id): an account scored twice (in one partition or
+    across two) stops the write before anything of the week is replaced, naming the accounts."""
+    from pyspark.sql import functions as F
+
+    dupes = (
+        predictions.groupBy("account_id").count().where(F.col("count") > 1).limit(shown).collect()
+    )
+    if dupes:
+        names = ", ".join(f"{r['account_id']} ({r['count']} rows)" for r in dupes)
+        raise ValueError(
+            f"{table}: duplicate account_id in this week's scores, e.g. {names}; nothing of "
+            "the week was replaced (the feature frame holds an account twice)"
+        )
 
 
 def _layout(tables: Any) -> dict[str, list[str]]:
