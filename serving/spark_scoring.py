@@ -155,7 +155,18 @@ def _union_rows(scored: Scored) -> pd.DataFrame:
             out[name] = out[name].map(lambda v: v if v is None else str(v))
     columns = [KIND, *(c for c in PREDICTIONS_SCHEMA if c != "run_date")]
     columns += [c for c in REASONS_SCHEMA if c not in PREDICTIONS_SCHEMA]
-    return out[columns]
+    return _plain(out[columns])
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as plain Python objects: pandas 3's Arrow-backed ``str`` columns make
+    pyspark's Arrow serializer fail (ChunkedArray where it expects an Array)."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype == object or pd.api.types.is_string_dtype(out[name].dtype):
+            values = out[name].astype(object)
+            out[name] = values.where(values.notna(), None).astype(object)
+    return out
 
 
 def _split(union: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -197,7 +208,7 @@ def _with_segment_medians(predictions: DataFrame, config: ServingConfig) -> Data
             with np.errstate(divide="ignore", invalid="ignore"):
                 batch["penetration_vs_segment"] = batch["penetration"] / batch[SEGMENT_MEDIAN]
             batch["expansion_quadrant"] = expansion_quadrant(batch, expansion)
-            yield batch[names]
+            yield _plain(batch[names])
 
     return joined.mapInPandas(place, schema=", ".join(_ddl(PREDICTIONS_SCHEMA, skip=("run_date",))))
 
@@ -231,6 +242,7 @@ def write_week(
         for table, frame in frames.items():
             frame.write.mode("overwrite").parquet(str(staging / table))
         staged = {t: spark.read.parquet(str(staging / t)) for t in frames}
+        _refuse_duplicate_accounts(staged[tables.predictions], tables.predictions)
         counts = {t: staged[t].count() for t in frames}
         run = _run_row(scored, counts, tables, run_meta, started_at)
         staged[tables.runs] = spark.createDataFrame(run, schema=", ".join(_ddl(RUNS_SCHEMA)))
@@ -247,6 +259,22 @@ def write_week(
     finally:
         _remove(spark, staging)
     return counts
+
+
+def _refuse_duplicate_accounts(predictions: Any, table: str, *, shown: int = 5) -> None:
+    """The week's key is (run_date, account_id): an account scored twice (in one partition or
+    across two) stops the write before anything of the week is replaced, naming the accounts."""
+    from pyspark.sql import functions as F
+
+    dupes = (
+        predictions.groupBy("account_id").count().where(F.col("count") > 1).limit(shown).collect()
+    )
+    if dupes:
+        names = ", ".join(f"{r['account_id']} ({r['count']} rows)" for r in dupes)
+        raise ValueError(
+            f"{table}: duplicate account_id in this week's scores, e.g. {names}; nothing of "
+            "the week was replaced (the feature frame holds an account twice)"
+        )
 
 
 def _layout(tables: Any) -> dict[str, list[str]]:
@@ -368,4 +396,4 @@ def _typed(frame: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
             out[name] = out[name].astype("Int64")
         elif kind == "DOUBLE":
             out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
-    return out
+    return _plain(out)
