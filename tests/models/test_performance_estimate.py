@@ -107,7 +107,7 @@ def test_on_the_demo_ground_truth_the_realised_figures_lie_within_the_intervals(
         part = renewals[(renewals["end_date"] >= start) & (renewals["end_date"] < end)]
         p = part["churn_probability"].to_numpy(dtype=float)
         y = (part["decision"] == "churn").to_numpy(dtype=int)
-        assert 100 < len(part) and 5 < y.sum()
+        assert len(part) > 100 and y.sum() > 5
         estimate = estimate_performance(p, samples=400, seed=0)
         assert estimate.contains("churners", y.sum())
         assert estimate.contains("roc_auc", roc_auc_score(y, p))
