@@ -66,6 +66,13 @@ def set_verbosity(verbosity: int) -> str:
         level = current
     else:
         level = os.environ[_CONSOLE_LEVEL] = _SET_BY_US[_CONSOLE_LEVEL] = _LEVELS[verbosity]
+    # MLflow prints its INFO lines (uv.lock copied, input example validated) through its own
+    # handler: the same level, set before it is imported (it reads MLFLOW_LOGGING_LEVEL then).
+    mlflow_level = os.environ.get("MLFLOW_LOGGING_LEVEL")
+    if not mlflow_level or mlflow_level == _SET_BY_US.get("MLFLOW_LOGGING_LEVEL"):
+        mlflow_level = os.environ["MLFLOW_LOGGING_LEVEL"] = level.upper()
+        _SET_BY_US["MLFLOW_LOGGING_LEVEL"] = mlflow_level
+    logging.getLogger("mlflow").setLevel(mlflow_level.upper())
     if "prefect.logging.handlers" in sys.modules:  # already configured in this process
         from prefect.logging.handlers import PrefectConsoleHandler
 
