@@ -37,24 +37,33 @@ def fit_expansion_value(
     Rows need ``expanded``, ``churned``, ``arr_at_as_of`` and ``arr_at_horizon``; rows whose
     ``expanded`` label is missing (censored) or whose starting ARR is not positive are ignored.
     """
-    needed = {"expanded", "churned", "arr_at_as_of", "arr_at_horizon"}
+    return _fit_change_value(dataset, label="expanded", gain_sign=1.0, by=by, prior_rows=prior_rows)
+
+
+def _fit_change_value(
+    dataset: pd.DataFrame, *, label: str, gain_sign: float, by: str, prior_rows: int
+) -> dict[str, dict[str, float]]:
+    """Ratios of the ARR change ``gain_sign x (end - start)`` (clipped at 0) to the ARR at
+    ``as_of``, over rows with the ``label`` event (``if_<label>``) and over rows retained
+    without it (``if_retained``)."""
+    needed = {label, "churned", "arr_at_as_of", "arr_at_horizon"}
     missing = needed - set(dataset.columns)
     if missing:
         raise ValueError(f"training rows lack the label column(s) {sorted(missing)}")
     start = pd.to_numeric(dataset["arr_at_as_of"], errors="coerce").to_numpy(dtype=float)
     end = pd.to_numeric(dataset["arr_at_horizon"], errors="coerce").to_numpy(dtype=float)
-    labelled = dataset["expanded"].notna().to_numpy() & (start > 0)
-    expanded = dataset["expanded"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    labelled = dataset[label].notna().to_numpy() & (start > 0)
+    happened = dataset[label].astype("boolean").fillna(False).to_numpy(dtype=bool)
     churned = dataset["churned"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    gain = np.clip(np.nan_to_num(end - start, nan=0.0), 0.0, None)
+    change = np.clip(np.nan_to_num(gain_sign * (end - start), nan=0.0), 0.0, None)
     groups = (
         dataset[by].astype("string").fillna("unknown").to_numpy()
         if by in dataset.columns
         else np.full(len(dataset), OVERALL)
     )
-    masks = {"if_expanded": labelled & expanded, "if_retained": labelled & ~expanded & ~churned}
+    masks = {f"if_{label}": labelled & happened, "if_retained": labelled & ~happened & ~churned}
     return {
-        kind: _ratios(gain[mask], start[mask], groups[mask], prior_rows)
+        kind: _ratios(change[mask], start[mask], groups[mask], prior_rows)
         for kind, mask in masks.items()
     }
 
@@ -110,29 +119,9 @@ def fit_contraction_value(
     ``if_contracted`` = sum of ARR lost / sum of ARR at ``as_of`` over rows that contracted;
     ``if_retained`` = the same over rows retained without contracting (drops below the
     contraction threshold, which the ARR bridge counts as contraction all the same)."""
-    needed = {"contracted", "churned", "arr_at_as_of", "arr_at_horizon"}
-    missing = needed - set(dataset.columns)
-    if missing:
-        raise ValueError(f"training rows lack the label column(s) {sorted(missing)}")
-    start = pd.to_numeric(dataset["arr_at_as_of"], errors="coerce").to_numpy(dtype=float)
-    end = pd.to_numeric(dataset["arr_at_horizon"], errors="coerce").to_numpy(dtype=float)
-    labelled = dataset["contracted"].notna().to_numpy() & (start > 0)
-    contracted = dataset["contracted"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    churned = dataset["churned"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    loss = np.clip(np.nan_to_num(start - end, nan=0.0), 0.0, None)
-    groups = (
-        dataset[by].astype("string").fillna("unknown").to_numpy()
-        if by in dataset.columns
-        else np.full(len(dataset), OVERALL)
+    return _fit_change_value(
+        dataset, label="contracted", gain_sign=-1.0, by=by, prior_rows=prior_rows
     )
-    masks = {
-        "if_contracted": labelled & contracted,
-        "if_retained": labelled & ~contracted & ~churned,
-    }
-    return {
-        kind: _ratios(loss[mask], start[mask], groups[mask], prior_rows)
-        for kind, mask in masks.items()
-    }
 
 
 def expected_loss(
