@@ -48,6 +48,7 @@ from features.warehouse import (
     qualified,
     quote_ident,
     validate_ident,
+    whole_try_cast,
 )
 
 if TYPE_CHECKING:
@@ -314,11 +315,7 @@ class SparkWarehouse(Warehouse):
         return {f.name: _type_name(f.dataType.simpleString()) for f in fields}
 
     def try_cast(self, expr: str, sql_type: str) -> str:
-        if sql_type.upper() == "BIGINT":
-            # a fraction must not cast (as in DuckDB's and PostgreSQL's resources)
-            whole = f"TRY_CAST({expr} AS BIGINT)"
-            return f"CASE WHEN TRY_CAST({expr} AS DOUBLE) = {whole} THEN {whole} END"
-        return f"TRY_CAST({expr} AS {sql_type})"
+        return whole_try_cast(expr, sql_type)
 
     def replace_temp_view(self, name: str, select_sql: str) -> None:
         self.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS\n{select_sql}")

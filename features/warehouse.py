@@ -100,6 +100,16 @@ _PG_CASTABLE: dict[str, str] = {
 }
 
 
+def whole_try_cast(expr: str, sql_type: str) -> str:
+    """``TRY_CAST`` where a fraction must not cast to BIGINT (DuckDB's
+    ``TRY_CAST('25.5' AS BIGINT)`` rounds it to 26); DuckDB and Spark share it so that both
+    refuse the same values."""
+    if sql_type.upper() == "BIGINT":
+        whole = f"TRY_CAST({expr} AS BIGINT)"
+        return f"CASE WHEN TRY_CAST({expr} AS DOUBLE) = {whole} THEN {whole} END"
+    return f"TRY_CAST({expr} AS {sql_type})"
+
+
 class Warehouse(ABC):
     """A connection to the warehouse that holds the source tables and receives predictions."""
 
@@ -261,11 +271,7 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute(sql, list(params))
 
     def try_cast(self, expr: str, sql_type: str) -> str:
-        if sql_type.upper() == "BIGINT":
-            # DuckDB's TRY_CAST('25.5' AS BIGINT) rounds to 26: a fraction must not cast
-            whole = f"TRY_CAST({expr} AS BIGINT)"
-            return f"CASE WHEN TRY_CAST({expr} AS DOUBLE) = {whole} THEN {whole} END"
-        return f"TRY_CAST({expr} AS {sql_type})"
+        return whole_try_cast(expr, sql_type)
 
     def replace_temp_view(self, name: str, select_sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS\n{select_sql}")

@@ -724,6 +724,22 @@ def _green_capture(group: pd.DataFrame) -> tuple[float, float]:
     return green_arr, (captured / green_arr if green_arr > 0 else float("nan"))
 
 
+# What :func:`realised_performance` returns, one row per run date, in this order.
+REALISED_COLUMNS = (
+    "run_date",
+    "accounts",
+    "churners",
+    "auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "mean_probability",
+    "observed_rate",
+    "green_churned_arr",
+    "green_churn_capture",
+)
+
+
 def realised_performance(
     past_predictions: pd.DataFrame,
     labels: pd.DataFrame,
@@ -757,20 +773,7 @@ def realised_performance(
                 "green_churn_capture": capture,
             }
         )
-    columns = [
-        "run_date",
-        "accounts",
-        "churners",
-        "auc",
-        "pr_auc",
-        "brier",
-        "ece",
-        "mean_probability",
-        "observed_rate",
-        "green_churned_arr",
-        "green_churn_capture",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=list(REALISED_COLUMNS))
 
 
 # --- the weekly run's checks together -----------------------------------------------------------

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from models.health_audit import HealthAudit
-from models.monitoring import drift_warnings
+from models.monitoring import REALISED_COLUMNS, drift_warnings
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _RATIO_HINTS = ("ndr", "grr", "rate", "share", "coverage", "retention", "capture", "missing")
@@ -64,6 +64,7 @@ COLUMN_LABELS: dict[str, str] = {
     "with_level_uncertainty": "With level uncertainty",
     "churners": "Churned",
     "auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
     "brier": "Brier score",
     "ece": "ECE",
     "mean_probability": "Predicted churn rate",
@@ -827,18 +828,7 @@ def realised_section(
         a.tick_params(axis="x", labelsize=7, rotation=30)
     fig.tight_layout()
     section.images.append(_image(fig, "realised ROC-AUC, Brier score and ECE over time"))
-    columns = [
-        "run_date",
-        "accounts",
-        "churners",
-        "auc",
-        "brier",
-        "ece",
-        "mean_probability",
-        "observed_rate",
-        "green_churned_arr",
-        "green_churn_capture",
-    ]
+    columns = [c for c in REALISED_COLUMNS if c in realised.columns]
     section.tables.append(frame_table(realised, columns=columns, caption="Per run date"))
     return section
 
