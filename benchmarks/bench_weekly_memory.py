@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/generate_data.py --accounts 20000 --out /work/bench-data/w20k
     .venv/bin/python benchmarks/bench_weekly_memory.py --data /work/bench-data/w20k \
-        [--memory-limit 1GB] [--threads 2] [--no-reference-build] [--repeat 2] \
+        [--memory-limit 1GB] [--threads 2] [--reference-build] [--repeat 2] \
         [--before ../main-checkout]
 
 The steps are those of ``pipelines.flows.weekly_score`` without Prefect and MLflow:
@@ -13,8 +13,8 @@ The steps are those of ``pipelines.flows.weekly_score`` without Prefect and MLfl
    which checks every row once and records ``source_checks``; the measured weekly run then checks
    only the rows the record does not vouch for;
 2. features at the score date (``features.build.build_model_features``);
-3. features at the drift reference date (the churn model's training end, as the flow on main
-   does; ``--no-reference-build`` leaves it out, as when the reference comes with the model);
+3. only with ``--reference-build``: features at the drift reference date (the churn model's
+   training end), as the weekly flow did before the reference was stored with the model;
 4. ``serving.score.score_accounts`` (predictions, exact SHAP reasons).
 
 ``--before DIR`` runs, interleaved with each run of this code, the same steps on the code of the
@@ -207,6 +207,7 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
     from pipelines.dates import as_of_for, data_horizon
     from serving.config import ServingConfig
     from serving.score import score_accounts
+    from serving.writeback import write_scores
 
     resettable = _reset_peak()
     sampler = _Sampler()
@@ -219,7 +220,7 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
     ).fetchall()[0]
     config = _config(data)
     dates = [as_of_for(run_date)]
-    if not args.no_reference_build:
+    if args.reference_build:
         dates.append(bundle.train_window[1])
     week = timedelta(days=7)
 
@@ -256,7 +257,7 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
         "features, score date", lambda: features_at(as_of_for(run_date)), rows, sampler, resettable
     )
     reference = []
-    if not args.no_reference_build:
+    if args.reference_build:
         reference = _measure(
             "features, drift reference date",
             lambda: features_at(bundle.train_window[1]),
@@ -278,8 +279,18 @@ def weekly_path(data: Path, bundle_dir: Path, run_date: date, args: argparse.Nam
         sampler,
         resettable,
     )
+    written = _measure(
+        "write-back (predictions, reasons)",
+        lambda: write_scores(
+            wh, scored, schema="churnlens", run_meta={"run_date": run_date.isoformat()}
+        ),
+        rows,
+        sampler,
+        resettable,
+    )
     sampler.stop.set()
     summary = {
+        "rows_written": int(sum(written.values())),
         "rows": rows,
         "process_peak_mb": _status_kb("VmHWM") / 1024 if not resettable else None,
         "accounts_scored": len(scored.predictions),
@@ -366,9 +377,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     parser.add_argument("--bundle", type=Path, help="reuse a bundle folder written before")
     parser.add_argument(
-        "--no-reference-build",
+        "--reference-build",
         action="store_true",
-        help="leave out the feature build at the drift reference date",
+        help="add a feature build at the drift reference date (the flow before the reference "
+        "was stored with the model; for comparisons with such a checkout)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each setting")
     parser.add_argument(
@@ -398,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (bundle / "bundle.json").exists():
             print("training the churn bundle (not measured) ...", flush=True)
             _child([*common, "--child", "train", "--bundle", str(bundle)])
-        extra = ["--no-reference-build"] if args.no_reference_build else []
+        extra = ["--reference-build"] if args.reference_build else []
         for limit in args.memory_limit or ["default"]:
             path = [*common, "--child", "path", "--bundle", str(bundle), "--memory-limit", limit]
             before, after = [], []

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     end = args.end or _last_monday(date.today())
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / ".done").unlink(missing_ok=True)
     started = time.perf_counter()
     sizes = generate(accounts=args.accounts, out=args.out, seed=args.seed, end=end,
                      years=args.years, events_scale=args.events_scale)  # fmt: skip
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:<24} {rows:>12,} rows {size / 1e6:>10.1f} MB")
     total = sum(size for _, size in sizes.values())
     print(f"  {'total':<24} {'':>12}      {total / 1e6:>10.1f} MB  -> {args.out}")
+    # The benchmarks refuse a world without it: a half-written one would time the wrong thing.
+    (args.out / ".done").write_text(f"{args.accounts} accounts, seed {args.seed}, end {end}\n")
 
 
 if __name__ == "__main__":
