@@ -1,8 +1,8 @@
--- Events per event type up to a moment (grain: event_type): build.py ranks them to choose the
--- event types that get their own usage columns (the most frequent up to the earliest as_of of a
+-- Events per event type up to a moment (grain: event_type): features/usage.py ranks them to choose
+-- the event types that get their own usage columns (the most frequent up to the earliest as_of of a
 -- build) and to find the types behind a model's per-type columns. Events as staged (an exact
--- duplicate is rare enough not to matter for a ranking; deduplicating would read the whole
--- history twice). Parameter: the moment (inclusive).
+-- duplicate is rare enough not to matter for a ranking; deduplicating would read the whole history
+-- twice). Parameter: the moment (inclusive).
 with events as (
     select event_type
     from stg_usage_events_with_duplicates
