@@ -4,8 +4,8 @@
 -- bounds (pushed down to the scan): churnlens_usage_events from stg_usage_events (exact duplicates
 -- removed, for the event counts of usage_days.sql) and churnlens_usage_events_all from
 -- stg_usage_events_with_duplicates (for usage_users.sql: a duplicate cannot change the days a user
--- or an event type was active, so its masks skip the DISTINCT). {source} is one of those two
--- staging views, written in by features/usage.py.
+-- or an event type was active, so its masks skip the DISTINCT). Which of the two it reads
+-- (the name in braces after from) is written in by features/usage.py.
 --
 -- quantity NULL is 1 (the contract's default: one unit per event).
 --
