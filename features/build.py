@@ -36,7 +36,6 @@ from features.catalog import (
 from features.config import ActiveConfig, FeatureConfig
 from features.session import materialize, read_sql
 from features.usage import (
-    choose_event_types,
     create_usage_event_views,
     day_number,
     event_types_for_features,
@@ -133,9 +132,10 @@ def build_features(
 
     Columns: ``account_id`` (str), ``as_of`` (datetime64), ``name``, then the catalog features
     of the groups whose source table is in ``available_tables`` (the ``stg_`` views that exist),
-    then the per-type usage columns of ``event_types`` (default: :func:`choose_event_types` at
-    the earliest as_of with ``config.event_types.top_k``). A feature at ``as_of`` only sees rows
-    dated at or before it. Sorted by as_of, account_id. Raises :class:`NoActiveAccountsError`
+    then the per-type usage columns of ``event_types`` (default: the
+    ``config.event_types.top_k`` most frequent up to the earliest as_of,
+    :func:`features.usage.choose_event_types`). A feature at ``as_of`` only sees rows dated at
+    or before it. Sorted by as_of, account_id. Raises :class:`NoActiveAccountsError`
     when no account is active at any date. The groups are joined in the warehouse
     (:func:`assemble_features`); only the joined rows come to pandas."""
     sql, columns = assemble_features(
@@ -167,16 +167,10 @@ def assemble_features(
     groups = groups_for_tables(available_tables)
     per_type: dict[str, FeatureSpec] = {}
     if "usage" in groups:
-        if event_types is None:
-            event_types = choose_event_types(wh, dates[0], top_k=config.event_types.top_k)
+        top_k = config.event_types.top_k
+        event_types = prepare_usage(wh, dates, event_types, top_k=top_k)
         per_type = event_type_features(event_types)
-        prepare_usage(wh, dates, event_types)
-    parts = [read_sql("commercial")]
-    for group in groups:
-        if group == "usage":
-            parts += usage_group_sql(event_types or ())
-        elif group != "commercial":
-            parts.append(read_sql(group))
+    parts = [sql for _, sql in feature_selects(groups, event_types or ())]
     relations = [f"(\n{part}\n)" for part in parts]
     if wh.dialect == "spark":
         # sqlglot lifts nested WITH clauses into one for Spark, where the groups' CTE names
@@ -190,6 +184,19 @@ def assemble_features(
     for i, relation in enumerate(relations[1:], start=1):
         sql += f"\nLEFT JOIN {relation} AS g{i} USING (account_id, as_of)"
     return sql, ["name", *ALWAYS, *features_for_groups(groups), *per_type]
+
+
+def feature_selects(groups: Collection[str], event_types: Sequence[str]) -> list[tuple[str, str]]:
+    """(file name, SELECT) of every feature file of ``groups`` in join order, commercial first
+    (its rows are the active accounts); the usage group's per-type file written out for
+    ``event_types``. Each reads the session tables a build prepared."""
+    selects = [("commercial", read_sql("commercial"))]
+    for group in groups:
+        if group == "usage":
+            selects += usage_group_sql(event_types)
+        elif group != "commercial":
+            selects.append((group, read_sql(group)))
+    return selects
 
 
 def build_model_features(

@@ -32,6 +32,7 @@ USAGE_DAYS_TABLE = "churnlens_usage_days"
 USAGE_BEFORE_TABLE = "churnlens_usage_before"
 USAGE_USERS_TABLE = "churnlens_usage_users"
 USAGE_FIRST_TABLE = "churnlens_usage_first"
+USAGE_HISTORY_TABLE = "churnlens_usage_history"
 EVENT_TYPES_TABLE = "churnlens_event_types"
 # the events with their day: deduplicated (event counts) and as staged (day masks)
 USAGE_EVENTS_VIEWS = {
@@ -63,10 +64,21 @@ def create_usage_event_views(wh: Warehouse) -> None:
 
 def choose_event_types(wh: Warehouse, as_of: datetime, *, top_k: int) -> list[str]:
     """The ``top_k`` event types with the most events at or before ``as_of`` (events as
-    staged; ties broken by name), most frequent first."""
+    staged; ties broken by name), most frequent first. Prepares ``churnlens_usage_history``
+    for ``as_of`` (:func:`history_plan`) to count them."""
     if top_k <= 0:
         return []
-    counts = wh.query(read_sql("event_types"), [as_of])
+    for step in history_plan([as_of]):
+        run_usage_step(wh, step)
+    return ranked_event_types(wh, top_k=top_k)
+
+
+def ranked_event_types(wh: Warehouse, *, top_k: int) -> list[str]:
+    """:func:`choose_event_types` at the first as_of of the prepared
+    ``churnlens_usage_history``."""
+    if top_k <= 0:
+        return []
+    counts = wh.query(read_sql("usage_history_types"))
     ranked = sorted(
         zip(counts["event_type"].astype(str), counts["n_events"].astype(int), strict=True),
         key=lambda item: (-item[1], item[0]),
@@ -108,24 +120,34 @@ class UsageStep:
     frame: pd.DataFrame | None = field(default=None, compare=False)
 
 
-def usage_plan(dates: Sequence[datetime], event_types: Sequence[str]) -> list[UsageStep]:
-    """The statements that prepare the usage activity of sorted midnight ``dates``: the events
-    any window can see, (first as_of - 90 days, last as_of], per span of days (``event_types``
-    numbered in ``churnlens_event_types``), the last active day before that of the accounts
-    quiet through it, the first active day of every active account, and the distinct-user
-    masks, one read of the events per batch of dates (:func:`mask_batches`)."""
+def history_plan(dates: Sequence[datetime]) -> list[UsageStep]:
+    """The views of the events with their day, and ``churnlens_usage_history``
+    (``sql/usage_history.sql``): the one read of the events before the windows of sorted
+    midnight ``dates``, which event types, first and last active days come from."""
     floor = min(dates) - timedelta(days=USAGE_WINDOW_DAYS)
     steps = [
         UsageStep("view", view, read_sql("usage_events").format(source=source))
         for view, source in USAGE_EVENTS_VIEWS.items()
     ]
+    params = (max(dates), min(dates), floor)
+    return [*steps, UsageStep("table", USAGE_HISTORY_TABLE, read_sql("usage_history"), params)]
+
+
+def usage_plan(dates: Sequence[datetime], event_types: Sequence[str]) -> list[UsageStep]:
+    """The statements that prepare the usage activity of sorted midnight ``dates`` after
+    :func:`history_plan`: the events any window can see, (first as_of - 90 days, last as_of],
+    per span of days (``event_types`` numbered in ``churnlens_event_types``), the last active
+    day before that of the accounts quiet through it, the first active day of every active
+    account, and the distinct-user masks, one read of the events per batch of dates
+    (:func:`mask_batches`)."""
+    floor = min(dates) - timedelta(days=USAGE_WINDOW_DAYS)
     types = pd.DataFrame({"event_type": pd.Series(list(event_types), dtype="str")})
     types["type_index"] = np.arange(len(types), dtype=np.int64)
-    steps += [
+    steps = [
         UsageStep("frame", EVENT_TYPES_TABLE, frame=types),
         UsageStep("table", USAGE_DAYS_TABLE, usage_days_sql(len(types)), (floor, max(dates))),
-        UsageStep("table", USAGE_BEFORE_TABLE, read_sql("usage_before"), (floor,)),
-        UsageStep("table", USAGE_FIRST_TABLE, read_sql("usage_first"), (max(dates),)),
+        UsageStep("table", USAGE_BEFORE_TABLE, read_sql("usage_before")),
+        UsageStep("table", USAGE_FIRST_TABLE, read_sql("usage_first")),
     ]
     for i, batch in enumerate(mask_batches(dates)):
         days, windows = day_masks(batch)
@@ -139,27 +161,44 @@ def usage_plan(dates: Sequence[datetime], event_types: Sequence[str]) -> list[Us
     return steps
 
 
-def prepare_usage(wh: Warehouse, dates: Sequence[datetime], event_types: Sequence[str]) -> None:
-    """Run :func:`usage_plan` in ``wh``. Needs ``build.prepare_active_accounts`` first
-    (``dates`` are its dates)."""
-    for step in usage_plan(dates, event_types):
-        if step.kind == "view":
-            wh.replace_temp_view(step.name, step.sql)
-        elif step.kind == "frame":
-            assert step.frame is not None
-            wh.create_table_from_frame(step.frame, step.name, temporary=True)
-        elif step.kind == "table":
-            materialize(wh, step.name, step.sql, step.params)
-        else:
-            append(wh, step.name, step.sql, step.params)
+def prepare_usage(
+    wh: Warehouse,
+    dates: Sequence[datetime],
+    event_types: Sequence[str] | None = None,
+    *,
+    top_k: int = 0,
+) -> list[str]:
+    """Run :func:`history_plan` and :func:`usage_plan` in ``wh``; returns the event types of the
+    per-type columns: ``event_types``, or when None the ``top_k`` most frequent up to the first
+    as_of (:func:`choose_event_types`). Needs ``build.prepare_active_accounts`` first (``dates``
+    are its dates)."""
+    for step in history_plan(dates):
+        run_usage_step(wh, step)
+    types = ranked_event_types(wh, top_k=top_k) if event_types is None else list(event_types)
+    for step in usage_plan(dates, types):
+        run_usage_step(wh, step)
+    return types
 
 
-def usage_group_sql(event_types: Sequence[str]) -> list[str]:
-    """The SELECTs of the usage group (``USAGE_GROUP_SQL``), the per-type file written out
-    for ``event_types`` and left out without any."""
+def run_usage_step(wh: Warehouse, step: UsageStep) -> None:
+    """Create the view or table of one step of :func:`usage_plan`."""
+    if step.kind == "view":
+        wh.replace_temp_view(step.name, step.sql)
+    elif step.kind == "frame":
+        assert step.frame is not None
+        wh.create_table_from_frame(step.frame, step.name, temporary=True)
+    elif step.kind == "table":
+        materialize(wh, step.name, step.sql, step.params)
+    else:
+        append(wh, step.name, step.sql, step.params)
+
+
+def usage_group_sql(event_types: Sequence[str]) -> list[tuple[str, str]]:
+    """(file name, SELECT) of the usage group's files (``USAGE_GROUP_SQL``), the per-type
+    file written out for ``event_types`` and left out without any."""
     suffixes = [event_type_suffix(t) for t in event_types]
     return [
-        usage_types_sql(suffixes) if name == "usage_types" else read_sql(name)
+        (name, usage_types_sql(suffixes) if name == "usage_types" else read_sql(name))
         for name in USAGE_GROUP_SQL
         if name != "usage_types" or suffixes
     ]
@@ -173,7 +212,7 @@ def render_usage_sql(dates: Sequence[datetime], event_types: Sequence[str] = ())
         f"-- usage SQL for as_of {', '.join(f'{d:%Y-%m-%d}' for d in dates)}; per-type "
         f"columns for {list(event_types) or 'no event types'}"
     ]
-    for step in usage_plan(dates, event_types):
+    for step in [*history_plan(dates), *usage_plan(dates, event_types)]:
         if step.kind == "frame":
             assert step.frame is not None
             out.append(
@@ -189,8 +228,8 @@ def render_usage_sql(dates: Sequence[datetime], event_types: Sequence[str] = ())
         bound = ", ".join(str(p) for p in step.params)
         out.append(head + (f"  -- parameters: {bound}" if bound else ""))
         out.append(step.sql.rstrip() + ";")
-    for i, select in enumerate(usage_group_sql(event_types)):
-        out.append(f"-- usage group SELECT {i + 1} of the feature join")
+    for name, select in usage_group_sql(event_types):
+        out.append(f"-- sql/{name}.sql: a SELECT of the feature join")
         out.append(select.rstrip() + ";")
     return "\n".join(out) + "\n"
 

@@ -2,10 +2,9 @@
 -- it: active at some as_of with no activity in churnlens_usage_days up to that as_of (quiet for the
 -- whole longest window, or no usage at all; a span of churnlens_usage_days ends on a probe day, and
 -- every as_of is one, so "a span ends by as_of" is "activity by as_of"). features/usage.py
--- materialises it after churnlens_usage_days as churnlens_usage_before. Parameter: the window floor
--- (inclusive here). day is the day of the last event (usage_events.sql). Reads the events as staged
--- (churnlens_usage_events_all): an exact duplicate cannot change a latest day, and the deduplicated
--- view would run its DISTINCT over the whole history before the window.
+-- materialises it after churnlens_usage_days as churnlens_usage_before, from the last day up to
+-- the window floor (inclusive) of churnlens_usage_history (usage_history.sql; day as in
+-- usage_events.sql).
 with first_spans as (
     select
         account_id,
@@ -23,13 +22,13 @@ quiet as (
 
 final as (
     select
-        e.account_id,
-        max(e.day) as day
-    from churnlens_usage_events_all as e
+        h.account_id,
+        max(h.last_day_to_floor) as day
+    from churnlens_usage_history as h
     where
-        e.event_time <= ?
-        and e.account_id in (select q.account_id from quiet as q)
-    group by e.account_id
+        h.last_day_to_floor is not null
+        and h.account_id in (select q.account_id from quiet as q)
+    group by h.account_id
 )
 
 select * from final

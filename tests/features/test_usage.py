@@ -37,7 +37,7 @@ def test_printed_sql_has_every_statement_with_its_parameters() -> None:
     assert "2024-01-02 00:00:00, 2024-04-08 00:00:00" in text  # (first as_of - 90 d, last]
     assert '"events_28d__login"' in text and "n_type_1" in text  # two per-type aggregates
     assert "{" not in text  # every template name written out
-    assert text.count(";\n") == 6 + 3  # 2 views, 4 tables; usage, usage_types, value
+    assert text.count(";\n") == 7 + 3  # 2 views, 5 tables; usage, usage_types, value
 
 
 def test_an_as_of_day_is_the_day_an_event_at_that_midnight_falls_on() -> None:
