@@ -26,7 +26,8 @@ final as (
         max(h.last_day_to_floor) as day
     from churnlens_usage_history as h
     where
-        h.last_day_to_floor is not null
+        h.kind = 'account'
+        and h.last_day_to_floor is not null
         and h.account_id in (select q.account_id from quiet as q)
     group by h.account_id
 )

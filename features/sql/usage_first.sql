@@ -13,7 +13,7 @@ final as (
         h.account_id,
         min(h.first_day) as day
     from churnlens_usage_history as h
-    where h.account_id in (select a.account_id from accounts as a)
+    where h.kind = 'account' and h.account_id in (select a.account_id from accounts as a)
     group by h.account_id
 )
 
