@@ -43,3 +43,16 @@ def test_printed_sql_has_every_statement_with_its_parameters() -> None:
 def test_an_as_of_day_is_the_day_an_event_at_that_midnight_falls_on() -> None:
     assert day_number(datetime(1970, 1, 2)) == 1
     assert day_number(AS_OF) - day_number(AS_OF - timedelta(days=90)) == 90
+
+
+def test_the_cli_prints_the_sql_of_the_dates_without_a_warehouse(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no config, no warehouse file around
+    args = ["features", "--print-sql", "2024-04-08,2024-04-01", "--event-types", "login"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output == render_usage_sql([AS_OF, AS_OF + timedelta(weeks=1)], ["login"])
+    assert not list(tmp_path.iterdir())  # nothing written
