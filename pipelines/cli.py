@@ -235,11 +235,33 @@ def features(
     out: Annotated[
         Path, typer.Option(help="Where to write the features (.parquet or .csv).")
     ] = Path("features.parquet"),
+    print_sql: Annotated[
+        str | None,
+        typer.Option(
+            "--print-sql",
+            metavar="AS_OF,...",
+            help="Print the usage SQL a build of these as_of dates (YYYY-MM-DD, comma-separated) "
+            "runs, with its parameters, and exit without opening the warehouse.",
+        ),
+    ] = None,
+    event_types: Annotated[
+        str | None,
+        typer.Option(
+            help="With --print-sql: the event types (comma-separated) of per-type columns."
+        ),
+    ] = None,
 ) -> None:
     """Build the point-in-time feature table for one run date and write it to a file."""
     from features.build import build_features
     from pipelines.dates import as_of_for, data_horizon
 
+    if print_sql is not None:
+        from features.usage import render_usage_sql
+
+        dates = sorted({as_of_for(_date(d.strip())) for d in print_sql.split(",") if d.strip()})
+        types = [t.strip() for t in (event_types or "").split(",") if t.strip()]
+        typer.echo(render_usage_sql(dates, types), nl=False)
+        return
     settings = _settings(config)
     day = _date(run_date)
     with open_warehouse(settings) as wh:

@@ -4,10 +4,13 @@
 -- force. Who is active is features.active.rule: a contract in force (any ARR >= 0, so a
 -- usage-priced contract at ARR 0 counts), a usage event in the activity_days up to as_of
 -- (churnlens_recent_activity, empty under the contract rule), or either.
--- Reads the observation dates from the temp table churnlens_obs_dates (one pass for all dates).
+-- Reads the observation dates from the temp table churnlens_obs_dates (one pass for all dates)
+-- and carries their day number (build.load_observation_dates) for the usage SQL.
 -- Parameter: whether a contract in force makes an account active (the contract and both rules).
 with obs as (
-    select cast(as_of as timestamp) as as_of
+    select
+        cast(as_of as timestamp) as as_of,
+        day
     from churnlens_obs_dates
 ),
 
@@ -68,12 +71,14 @@ final as (
     select
         c.account_id,
         c.as_of,
+        o.day,
         coalesce(s.arr, 0.0) as arr,
         s.seats,
         coalesce(s.products_active, 0.0) as products_active,
         s.next_end_at,
         s.contract_term_days
     from candidates as c
+    inner join obs as o on o.as_of = c.as_of
     left join contract_state as s on s.account_id = c.account_id and s.as_of = c.as_of
 )
 

@@ -1,8 +1,9 @@
 -- Usage features (grain: account_id x as_of, active accounts only).
--- Reads the activity build.py materialises once per build: events and the last active day per
--- account and span of days ending at a probe day (usage_days.sql), distinct users, user-days and
--- event types per account and as_of (usage_users.sql) and, for accounts quiet through the
--- windows, their last active day before (usage_before.sql).
+-- Reads the activity features/usage.py materialises once per build: events and the last active
+-- day per account and span of days ending at a probe day (usage_days.sql), distinct users,
+-- user-days and event types per account and as_of (usage_users.sql) and, for accounts quiet
+-- through the windows, their last active day before (usage_before.sql). churnlens_active.day is
+-- the as_of's day number (usage.day_number).
 -- Each account gets one timeline: its spans, plus one row per as_of at which it is active. Every
 -- window is a sum over a range of days read at the as_of rows, so one sort serves every date and
 -- the work grows with the spans, not with days x dates. Days number the end (midnight) of a day,
@@ -13,7 +14,7 @@ with active as (
         account_id,
         as_of,
         seats,
-        cast(epoch(as_of) / 86400 as bigint) as day
+        day
     from churnlens_active
 ),
 
@@ -61,9 +62,9 @@ timeline as (
     from active
 ),
 
--- distinct users (types) in the n days ending at as_of: islands started up to as_of minus
--- islands whose last day is at least n days before it; the previous 28 days are the 28-day
--- count read 28 days earlier
+-- event counts in the n days ending at each as_of row: sums over the spans whose day lies in
+-- (day - n, day]; the previous 28 days are days (day - 56, day - 28]. The latest active day is a
+-- running max over the whole timeline (spans and the last active day before them)
 swept as (
     select
         account_id,

@@ -1,12 +1,10 @@
--- The last active day before the usage windows (grain: account_id), only for the accounts that
--- need it: active at some as_of with no activity in churnlens_usage_days up to that as_of (quiet
--- for the whole longest window, or no usage at all; a span of churnlens_usage_days ends on a
--- probe day, and every as_of is one, so "a span ends by as_of" is "activity by as_of").
--- build.py materialises it after churnlens_usage_days as churnlens_usage_before. Parameter: the
--- window floor (inclusive here). day numbers the end of the day of the last event, as in
--- usage_days.sql.
--- Reads stg_usage_events_with_duplicates: an exact duplicate cannot change a latest time, and the
--- deduplicated view would run its DISTINCT over the whole history before the window.
+-- The last active day before the usage windows (grain: account_id), only for the accounts that need
+-- it: active at some as_of with no activity in churnlens_usage_days up to that as_of (quiet for the
+-- whole longest window, or no usage at all; a span of churnlens_usage_days ends on a probe day, and
+-- every as_of is one, so "a span ends by as_of" is "activity by as_of"). features/usage.py
+-- materialises it after churnlens_usage_days as churnlens_usage_before, from the last day up to
+-- the window floor (inclusive) of churnlens_usage_history (usage_history.sql; day as in
+-- usage_events.sql).
 with first_spans as (
     select
         account_id,
@@ -19,19 +17,19 @@ quiet as (
     select distinct a.account_id
     from churnlens_active as a
     left join first_spans as f on f.account_id = a.account_id
-    where f.first_day is null or f.first_day > cast(epoch(a.as_of) / 86400 as bigint)
+    where f.first_day is null or f.first_day > a.day
 ),
 
 final as (
     select
-        e.account_id,
-        cast(epoch(date_trunc('day', max(e.event_time) - interval 1 microsecond)) / 86400 as bigint)
-        + 1 as day
-    from stg_usage_events_with_duplicates as e
+        h.account_id,
+        max(h.last_day_to_floor) as day
+    from churnlens_usage_history as h
     where
-        e.event_time <= ?
-        and e.account_id in (select q.account_id from quiet as q)
-    group by e.account_id
+        h.kind = 'account'
+        and h.last_day_to_floor is not null
+        and h.account_id in (select q.account_id from quiet as q)
+    group by h.account_id
 )
 
 select * from final

@@ -1,20 +1,21 @@
 -- Usage events per account and span of days (grain: account_id x day), which the event counts,
--- quantities, per-type counts and days since last activity read: build.py materialises it once
--- per build as the temp table churnlens_usage_days. Distinct users, active days and event types
--- come from usage_users.sql.
--- Parameters: the events (window floor, last as_of]; only events some window can see are read.
--- The name in braces after quantity_max is written out by build.usage_days_sql: one count
--- (n_type_i) and one summed quantity (q_type_i) per chosen event type, numbered by
--- churnlens_event_types (structure only: the type names are rows of that table, never SQL).
+-- quantities, per-type counts and days since last activity read: features/usage.py materialises it
+-- once per build as the temp table churnlens_usage_days. Distinct users, active days and event
+-- types come from usage_users.sql. Parameters: the events (window floor, last as_of]; only events
+-- some window can see are read. The name in braces after quantity_max is written out by
+-- usage.usage_days_sql: one count (n_type_i) and one summed quantity (q_type_i) per chosen event
+-- type, numbered by churnlens_event_types (structure only: the type names are rows of that table,
+-- never SQL).
 --
--- Days are numbered by their end (usage_events.sql), so with midnight as_of dates "day in
--- (as_of - n, as_of]" is exactly "event_time in (as_of - n days, as_of]".
+-- Days are numbered by their end (usage_events.sql; an as_of's day in churnlens_obs_dates), so
+-- with midnight as_of dates "day in (as_of - n, as_of]" is exactly "event_time in
+-- (as_of - n days, as_of]".
 --
 -- Spans: usage.sql reads sums only at each as_of minus 0, 7, 28, 56 and 90 days (the probe days),
 -- so activity is summed per span, the days after one probe day up to the next: every window is a
 -- union of whole spans, and there are at most five spans per date, whatever the data.
 with probes as (
-    select distinct cast(epoch(o.as_of) / 86400 as bigint) - w.days as day
+    select distinct o.day - w.days as day
     from churnlens_obs_dates as o
     cross join (values (0), (7), (28), (56), (90)) as w (days)
 ),

@@ -1,10 +1,11 @@
--- Staged usage events with the day each falls on (grain: event), the one place that numbers
--- days: build.py creates it as two temp views, which the usage queries read with their own time
--- bounds (pushed down to the scan): churnlens_usage_events from stg_usage_events (exact
--- duplicates removed, for the event counts of usage_days.sql) and churnlens_usage_events_all
--- from stg_usage_events_with_duplicates (for usage_users.sql: a duplicate cannot change the days
--- a user or an event type was active, so its masks skip the DISTINCT). {source} is one of those
--- two staging views, written in by build.py.
+-- Staged usage events with the day each falls on (grain: event), the one place that numbers an
+-- event's day (an as_of's is usage.day_number, in churnlens_obs_dates.day):
+-- features/usage.py creates it as two temp views, which the usage queries read with their own time
+-- bounds (pushed down to the scan): churnlens_usage_events from stg_usage_events (exact duplicates
+-- removed, for the event counts of usage_days.sql) and churnlens_usage_events_all from
+-- stg_usage_events_with_duplicates (for usage_users.sql: a duplicate cannot change the days a user
+-- or an event type was active, so its masks skip the DISTINCT). Which of the two it reads
+-- (the name in braces after from) is written in by features/usage.py.
 --
 -- quantity NULL is 1 (the contract's default: one unit per event).
 --

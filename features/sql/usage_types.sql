@@ -5,14 +5,14 @@
 -- the spans whose day lies in (as_of_day - n, as_of_day]: one join of each active row to the
 -- spans of its 90 days, summed with a filter per window. Days number the end of a day, so that
 -- is exactly "event_time in (as_of - n days, as_of]".
--- The names in braces are written out by build.usage_types_sql for the chosen types (one
+-- The names in braces are written out by usage.usage_types_sql for the chosen types (one
 -- column per type and window, named events_<n>d__<type>, quantity_<n>d__<type>): structure
 -- only, never a value.
 with active as (
     select
         account_id,
         as_of,
-        cast(epoch(as_of) / 86400 as bigint) as day
+        day
     from churnlens_active
 ),
 

@@ -1,20 +1,19 @@
--- Distinct users, active days and event types over the usage windows (grain: account_id x
--- as_of, active accounts with at least one event in the batch; usage.sql and value.sql fill the
--- rest with 0).
--- build.py materialises it as churnlens_usage_users, once per batch of observation dates whose
--- days fit in the day masks (at most 8 words of 62 days: a batch spans at most 406 days).
+-- Distinct users, active days and event types over the usage windows (grain: account_id x as_of,
+-- active accounts with at least one event in the batch; usage.sql and value.sql fill the rest with
+-- 0). features/usage.py materialises it as churnlens_usage_users, once per batch of observation
+-- dates whose days fit in the day masks (at most 8 words of 62 days: a batch spans at most 406
+-- days).
 --
--- No sort of the events: each user's (event type's, account's) active days become a bit mask,
--- one BIGINT word per 62 days (churnlens_day_bits: the bit of each day the batch reads, one
--- column per word), aggregated with bit_or in one pass over the events; every window of every as_of is a
--- mask of the same shape (churnlens_window_bits). A user is active in a window when the two
--- masks share a bit, and the user's (account's) active days in a window are the bits they
--- share.
--- Days are numbered by their end (usage_events.sql), so "day in (as_of - n, as_of]" is
--- "event_time in (as_of - n days, as_of]".
+-- No sort of the events: each user's (event type's, account's) active days become a bit mask, one
+-- BIGINT word per 62 days (churnlens_day_bits: the bit of each day the batch reads, one column per
+-- word), aggregated with bit_or in one pass over the events; every window of every as_of is a mask
+-- of the same shape (churnlens_window_bits). A user is active in a window when the two masks share
+-- a bit, and the user's (account's) active days in a window are the bits they share. Days are
+-- numbered by their end (usage_events.sql), so "day in (as_of - n, as_of]" is "event_time in (as_of
+-- - n days, as_of]".
 --
 -- Parameters: the events (batch floor, batch last as_of]. The names in braces are the per-word
--- column lists, written out by build.usage_sql for the batch's number of words (a batch of one
+-- column lists, written out by usage.usage_sql for the batch's number of words (a batch of one
 -- date needs 2, a year of weekly dates 8): structure only, never a value.
 with events as (
     select

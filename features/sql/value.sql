@@ -12,7 +12,7 @@ with active as (
     select
         account_id,
         as_of,
-        cast(epoch(as_of) / 86400 as bigint) as day
+        day
     from churnlens_active
 ),
 

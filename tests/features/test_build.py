@@ -11,16 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import (
-    NoActiveAccountsError,
-    build_features,
-    build_model_features,
-    choose_event_types,
-    event_types_for_features,
-)
+from features.build import NoActiveAccountsError, build_features, build_model_features
 from features.catalog import FEATURES, event_type_features, event_type_suffix
 from features.config import ActiveConfig, FeatureConfig, WarehouseConfig
 from features.sources import create_staging_view, locate_sources
+from features.usage import choose_event_types, event_types_for_features
 from features.warehouse import Warehouse
 
 AS_OF = datetime(2024, 4, 1)
@@ -596,7 +591,7 @@ def test_exact_duplicate_events_change_no_feature(duck: Warehouse) -> None:
 
 
 def test_mask_batches_keep_every_window_inside_the_day_masks() -> None:
-    from features.build import MASK_BITS, MASK_WORDS, USAGE_WINDOW_DAYS, mask_batches
+    from features.usage import MASK_BITS, MASK_WORDS, USAGE_WINDOW_DAYS, mask_batches
 
     dates = [AS_OF + days(7 * k) for k in range(120)]  # 833 days of weekly dates
     batches = mask_batches(dates)
@@ -606,7 +601,7 @@ def test_mask_batches_keep_every_window_inside_the_day_masks() -> None:
 
 
 def test_day_masks_mark_each_window_on_the_days_it_counts() -> None:
-    from features.build import MASK_BITS, day_masks
+    from features.usage import MASK_BITS, day_masks
 
     bits, windows = day_masks([AS_OF])
     assert len(bits) == 90  # the 90 days (as_of - 90 days, as_of], numbered by their end

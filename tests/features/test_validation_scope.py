@@ -9,8 +9,9 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from features.build import USAGE_WINDOW_DAYS, build_features
+from features.build import build_features
 from features.config import WarehouseConfig
+from features.usage import USAGE_WINDOW_DAYS
 from features.validation import (
     SOURCE_CHECKS_TABLE,
     ContractError,

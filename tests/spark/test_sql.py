@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from features.build import read_sql, usage_days_sql, usage_sql
+from features.session import read_sql
 from features.spark import to_spark
+from features.usage import usage_days_sql, usage_sql
 
 
 def test_epoch_keeps_fractional_seconds_as_a_double() -> None:
