@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from models.bundle import EXPECTED_VALUE_COLUMN
-from models.metrics import METRIC_NAMES, metrics_by_group
+from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label, metrics_by_group
 
 if TYPE_CHECKING:
     from models.train import TrainResult
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TOP_FEATURES = 20
 SPREAD_METRICS = ("pr_auc", "roc_auc", "ece", "observed_expected", "top_decile_lift")
 REALISED_COLUMNS = ("model", "metric", "backtest", "realised")
+_ECE_NOTE = f"ece: {ece_label(BACKTEST_ECE_BINNING)} of the predicted probability."
 
 
 def calibration_figure(predictions: pd.DataFrame, *, n_bins: int = 10) -> Figure:
@@ -119,7 +120,8 @@ def folds_figure(backtest: pd.DataFrame) -> Figure:
     for ax, metric in zip(fig.subplots(1, 3), ("pr_auc", "arr_captured_top10", "ece"), strict=True):
         for model, part in backtest.groupby("model", sort=True):
             ax.plot(part["fold"], part[metric], marker="o", label=model)
-        ax.set(xlabel="backtest fold (later ->)", title=metric)
+        title = ece_label(BACKTEST_ECE_BINNING) if metric == "ece" else metric
+        ax.set(xlabel="backtest fold (later ->)", title=title)
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
@@ -259,6 +261,8 @@ def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
         "",
         "## Metrics by model (latest fold and mean over folds)",
         "",
+        _ECE_NOTE,
+        "",
         _markdown_table(metrics_table(result), index=True),
         "",
         "## Spread over backtest folds",
@@ -302,7 +306,7 @@ def _html(result: TrainResult, paths: dict[str, Path]) -> str:
         f"{info['n_features']} features; label gap {result.gap_days} days; calibration "
         f"{_calibration_name(result)}; fingerprint <code>{info['fingerprint'][:16]}</code></p>"
         f"<h2>Backtest folds</h2>{pd.DataFrame(info['folds']).to_html(index=False)}"
-        f"<h2>Metrics by model</h2>{metrics_table(result).to_html()}"
+        f"<h2>Metrics by model</h2><p>{html.escape(_ECE_NOTE)}</p>{metrics_table(result).to_html()}"
         f"<h2>Spread over backtest folds</h2>{spread_table(result).to_html(index=False)}"
         f"{_honesty_html(result)}{images}</body></html>"
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.dataset import matured
+
 TOTAL = "all"
 _CHUNK_CELLS = 2_000_000  # accounts x simulations held in memory at once
 _OUTPUTS = ("churned_arr", "contraction", "expansion", "ndr", "grr", "logos_churned")
@@ -507,7 +509,7 @@ def _level_at(
     prior = model_level_sd(group, level_sd)
     if matured_after_days is None:
         return prior
-    known = joined["run_date"] + pd.Timedelta(days=matured_after_days) <= run_date
+    known = matured(joined["run_date"], by=run_date, maturity_days=matured_after_days)
     return level_from_matured(
         same_models(joined[known], group), prior=prior, window_days=matured_after_days
     )

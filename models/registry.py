@@ -61,7 +61,7 @@ from models.config import PromotionConfig, TrackingConfig
 from models.dataset import data_fingerprint, target_spec
 from models.evaluation import report_directory
 from models.gate import baseline_verdict, champion_decision
-from models.metrics import METRIC_NAMES
+from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label
 from models.train import CHAMPION, MODEL, TrainResult
 
 CHAMPION_ALIAS = "champion"
@@ -459,7 +459,7 @@ def _latest_line(result: TrainResult) -> str:
     return (
         f"latest fold (test from {pd.Timestamp(row['test_start']):%Y-%m-%d}): PR-AUC "
         f"{row['pr_auc']:.3f}, ROC-AUC {row['roc_auc']:.3f}, churned ARR in the top 10% "
-        f"{row['arr_captured_top10']:.0%}, ECE {row['ece']:.4f}"
+        f"{row['arr_captured_top10']:.0%}, {ece_label(BACKTEST_ECE_BINNING)} {row['ece']:.4f}"
     )
 
 

@@ -546,7 +546,7 @@ _VERSION_COLUMNS = {
     "created": "created",
     "latest_pr_auc": "PR-AUC",
     "latest_arr_captured_top10": "ARR@10%",
-    "latest_ece": "ECE",
+    "latest_ece": "ECE (equal-count bins)",  # models.metrics.BACKTEST_ECE_BINNING
 }
 
 

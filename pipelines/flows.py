@@ -34,6 +34,7 @@ from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import target_spec, training_frame
 from models.evaluation import report_directory
+from models.metrics import BACKTEST_ECE_BINNING, ece_label
 from models.monitoring import (
     WeeklyMonitoring,
     reference_for_bundle,
@@ -299,7 +300,7 @@ def _training_summary(result: Any) -> list[str]:
         lines.append(
             f"{result.target} latest fold, {name}: PR-AUC {row['pr_auc']:.3f}, "
             f"ROC-AUC {row['roc_auc']:.3f}, ARR in top 10% {row['arr_captured_top10']:.0%}, "
-            f"ECE {row['ece']:.3f}"
+            f"{ece_label(BACKTEST_ECE_BINNING)} {row['ece']:.3f}"
         )
     lines += [f"{result.target}: adapted to the data: {r}" for r in result.reductions]
     if result.verdict is not None:

@@ -189,12 +189,7 @@ def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> p
     if outcomes is None:
         return None
     labels = settings.features.labels
-    joined = join_matured(
-        history.predictions,
-        outcomes,
-        horizon_days=labels.horizon_days,
-        lead_days=labels.lead_days,
-    )
+    joined = join_matured(history.predictions, outcomes, maturity_days=labels.maturity_days)
     rows = []
     for model, scored in joined.groupby("churn_model", sort=True):
         logged = version_metrics(
@@ -444,16 +439,10 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
         if outcomes is not None:
             labels_cfg = settings.features.labels
             matured = join_matured(
-                history.predictions,
-                outcomes,
-                horizon_days=labels_cfg.horizon_days,
-                lead_days=labels_cfg.lead_days,
+                history.predictions, outcomes, maturity_days=labels_cfg.maturity_days
             )
             realised = realised_performance(
-                history.predictions,
-                outcomes,
-                horizon_days=labels_cfg.horizon_days,
-                lead_days=labels_cfg.lead_days,
+                history.predictions, outcomes, maturity_days=labels_cfg.maturity_days
             )
             backtest = backtest_forecast(
                 history.predictions,
