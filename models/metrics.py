@@ -29,6 +29,10 @@ METRIC_NAMES = (
 )
 
 
+# Bundle metric: the out-of-time spread of the model's level (:func:`level_spread`), which the
+# forecast (models.forecast.LevelUncertainty) draws its level factor from.
+LEVEL_SD_METRIC = "forecast_level_sd"
+
 Binning = Literal["equal_count", "equal_width"]
 # How each binning is named beside an ECE in a report, a table or a log line.
 BINNING_NAMES: dict[str, str] = {
@@ -127,3 +131,29 @@ def metrics_by_group(predictions: pd.DataFrame, *, by: str, metric: str) -> pd.D
         )
         rows.append({"model": model, by: level, metric: scores[metric], "n_rows": len(part)})
     return pd.DataFrame(rows)
+
+
+def level_spread(as_of: pd.Series, outcome: np.ndarray, probability: np.ndarray) -> float:
+    """Out-of-time spread of the model's level, the sd of the log-odds factor
+    :class:`models.forecast.LevelUncertainty` draws, from held-out predictions (the training
+    backtest folds).
+
+    Per observation date t with O_t events, E_t = sum p and V_t = sum p(1 - p) (its Bernoulli
+    variance), E[(O_t - E_t)^2] = V_t + tau^2 E_t^2 when the level is off by a factor with
+    variance tau^2; so tau^2 = mean_t ((O_t - E_t)^2 - V_t) / E_t^2, floored at 0 (method of
+    moments, about 1, so a steady bias counts). Returned as a log-normal sd: sqrt(ln(1 + tau^2)).
+    """
+    frame = pd.DataFrame(
+        {
+            "as_of": pd.to_datetime(as_of).to_numpy(),
+            "o": np.asarray(outcome, dtype=float),
+            "p": np.asarray(probability, dtype=float),
+        }
+    )
+    frame["v"] = frame["p"] * (1.0 - frame["p"])
+    dates = frame.groupby("as_of").agg(o=("o", "sum"), e=("p", "sum"), v=("v", "sum"))
+    dates = dates[dates["e"] > 0]
+    if dates.empty:
+        return 0.0
+    excess = ((dates["o"] - dates["e"]) ** 2 - dates["v"]) / dates["e"] ** 2
+    return float(np.sqrt(np.log1p(max(float(excess.mean()), 0.0))))

@@ -68,9 +68,8 @@ from models.dataset import (
     target_spec,
     target_value,
 )
-from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.gate import Verdict, baseline_verdict
-from models.metrics import METRIC_NAMES, score_metrics
+from models.metrics import LEVEL_SD_METRIC, METRIC_NAMES, level_spread, score_metrics
 from models.tuning import LIGHTGBM_SEARCHED, TunedFit, search_params
 from models.value import fit_contraction_value, fit_expansion_value
 

@@ -34,9 +34,9 @@ from features.retention import (
 )
 from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
-from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
+from models.forecast import backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
-from models.metrics import score_metrics
+from models.metrics import LEVEL_SD_METRIC, score_metrics
 from models.monitoring import (
     estimate_history,
     join_matured,

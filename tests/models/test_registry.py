@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from models.bundle import CALIBRATOR_FILE, ArtifactIntegrityError, artifact_hashes
 from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
-from models.forecast import LEVEL_SD_METRIC
+from models.metrics import LEVEL_SD_METRIC
 from models.registry import (
     HASHES_ARTIFACT,
     HASHES_TAG,

@@ -6,8 +6,8 @@ import pytest
 
 from models.config import ModelConfig, TuningConfig
 from models.dataset import NON_FEATURE_COLUMNS, feature_columns, training_frame
-from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.gate import baseline_verdict
+from models.metrics import LEVEL_SD_METRIC, level_spread
 from models.train import (
     CHAMPION,
     HEALTH,
