@@ -1,8 +1,9 @@
 """MLflow as the system of record: runs, registered versions, aliases and the promotion gate.
 
 Each target has a registered model ``<prefix>-<target>``. A new version always gets the alias
-``challenger``; it becomes ``champion`` only when the gate (:func:`models.gate.champion_decision`)
-says so: both scored on the same latest backtest fold, calibration within
+``challenger``; it becomes ``champion`` only when the gate (:func:`models.gate.promotion_decision`,
+a pure function of the backtest and the champion's logged metrics; this module only reads and
+writes MLflow) says so: both scored on the same latest backtest fold, calibration within
 ``promotion.max_ece_increase``, then PR-AUC, and on a PR-AUC tie the churned ARR captured in the
 top decile; the decision names the criterion that decided (the first version becomes champion).
 The registered model's description is a fixed description of the model; each version carries its
@@ -60,9 +61,9 @@ from models.bundle import (
 from models.config import PromotionConfig, TrackingConfig
 from models.dataset import data_fingerprint, target_spec
 from models.evaluation import report_directory
-from models.gate import baseline_verdict, champion_decision
+from models.gate import GateDecision, promotion_decision
 from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label
-from models.train import CHAMPION, MODEL, TrainResult
+from models.train import MODEL, TrainResult
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -129,13 +130,6 @@ class RegisteredVersion:
             "champion" if self.promoted else f"challenger (champion stays v{self.champion_version})"
         )
         return f"{self.name} v{self.version} -> {alias}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    criterion: str = ""  # what decided (models.gate.CRITERIA)
 
 
 def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
@@ -240,59 +234,6 @@ def _mlflow_type(name: str, bundle: ModelBundle, sample: pd.DataFrame | None) ->
     return "double"
 
 
-def promotion_decision(
-    result: TrainResult,
-    *,
-    champion_version: str | None,
-    champion_metrics: dict[str, float] | None,
-    promotion: PromotionConfig,
-) -> PromotionDecision:
-    """Compare the new model with the champion on the latest backtest fold.
-
-    The champion's scores come from the backtest (``previous`` passed to training) when present,
-    else from the champion run's logged latest-fold metrics (a different fold, said in reason).
-    """
-    verdict = baseline_verdict(result.backtest, promotion.metric)
-    if promotion.require_beats_baselines and not verdict.passed:
-        return PromotionDecision(False, f"not promoted: {verdict.reason}", "baselines")
-    if champion_version is None:
-        return PromotionDecision(True, "first registered version: becomes champion", "first")
-    metric, secondary = promotion.metric, promotion.secondary_metric
-    latest = result.latest_fold()
-    new = latest.loc[MODEL]
-    if CHAMPION in latest.index:
-        old = latest.loc[CHAMPION].to_dict()
-        where = f" on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
-        if bool(old["champion_in_sample"]):
-            where += "; the champion saw part of this window in training, so it is favoured"
-    elif champion_metrics and f"latest_{metric}" in champion_metrics:
-        where = " against the champion's own logged latest-fold metrics (not rescored here)"
-        old = {
-            name: champion_metrics.get(f"latest_{name}", float("nan"))
-            for name in (metric, secondary)
-        }
-        old["ece"] = champion_metrics.get("latest_ece", float("inf"))
-    else:
-        return PromotionDecision(
-            False,
-            f"champion v{champion_version} has no comparable {metric}: stays champion",
-            "no_comparison",
-        )
-    decision = champion_decision(
-        new.to_dict(),
-        old,
-        metric=metric,
-        secondary=secondary,
-        min_improvement=promotion.min_improvement,
-        tie_tolerance=promotion.tie_tolerance,
-        max_ece_increase=promotion.max_ece_increase,
-        max_secondary_decrease=promotion.max_secondary_decrease,
-        champion=f"champion v{champion_version}",
-        where=where,
-    )
-    return PromotionDecision(decision.promote, decision.reason, decision.criterion)
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -354,7 +295,7 @@ def log_and_register(
             client.get_run(_run_id(client, name, champion)).data.metrics if champion else None
         )
         decision = promotion_decision(
-            result,
+            result.backtest,
             champion_version=champion,
             champion_metrics=champion_metrics,
             promotion=promotion or result.config.promotion,
@@ -463,9 +404,7 @@ def _latest_line(result: TrainResult) -> str:
     )
 
 
-def version_description(
-    result: TrainResult, info: dict[str, Any], decision: PromotionDecision
-) -> str:
+def version_description(result: TrainResult, info: dict[str, Any], decision: GateDecision) -> str:
     """What this version is: target, data, latest-fold metrics and the gate's decision."""
     return (
         f"churnlens {result.target} model ({TARGET_DESCRIPTIONS.get(result.target, '')}), "
@@ -476,7 +415,7 @@ def version_description(
 
 
 def run_description(
-    result: TrainResult, info: dict[str, Any], decision: PromotionDecision, version: str
+    result: TrainResult, info: dict[str, Any], decision: GateDecision, version: str
 ) -> str:
     """The run's description (``mlflow.note.content``, Markdown in the MLflow UI)."""
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in result.timings.items())

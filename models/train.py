@@ -68,16 +68,15 @@ from models.dataset import (
     target_spec,
     target_value,
 )
-from models.gate import Verdict, baseline_verdict
+from models.gate import BOOSTER, CHAMPION, Verdict, baseline_verdict, latest_fold
 from models.metrics import LEVEL_SD_METRIC, METRIC_NAMES, level_spread, score_metrics
 from models.tuning import LIGHTGBM_SEARCHED, TunedFit, search_params
 from models.value import fit_contraction_value, fit_expansion_value
 
-MODEL = "lightgbm"
+MODEL = BOOSTER
 HEALTH = "health_score"
 LOGISTIC = "logistic"
 RFM = "rfm"
-CHAMPION = "champion"
 SHAP_SAMPLE_ROWS = 2000
 # Tuning is skipped when the window it would search on has fewer positives than this: a few
 # dozen churned accounts cannot tell trial log-losses apart, and the search then over-fits.
@@ -117,8 +116,7 @@ class TrainResult:
 
     def latest_fold(self) -> pd.DataFrame:
         """Metrics of every model on the latest backtest fold, indexed by model."""
-        latest = self.backtest["fold"].max()
-        return self.backtest[self.backtest["fold"] == latest].set_index("model")
+        return latest_fold(self.backtest)
 
 
 def base_params(config: ModelConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from models.bundle import CALIBRATOR_FILE, ArtifactIntegrityError, artifact_hashes
 from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
+from models.gate import promotion_decision
 from models.metrics import LEVEL_SD_METRIC
 from models.registry import (
     HASHES_ARTIFACT,
@@ -26,7 +27,6 @@ from models.registry import (
     load_bundle,
     log_and_register,
     promote,
-    promotion_decision,
     registered_description,
     rollback,
     version_events,
@@ -118,7 +118,7 @@ def _fake_result(new: dict[str, float], champion: dict[str, float] | None) -> Tr
 )
 def test_promotion_gate_on_the_latest_fold(new, old, gate, promoted, why):
     decision = promotion_decision(
-        _fake_result(new, old),
+        _fake_result(new, old).backtest,
         champion_version="3",
         champion_metrics=None,
         promotion=PromotionConfig(**gate),
@@ -130,7 +130,7 @@ def test_promotion_gate_on_the_latest_fold(new, old, gate, promoted, why):
 
 def test_gate_falls_back_to_the_champions_logged_metrics():
     decision = promotion_decision(
-        _fake_result({"pr_auc": 0.6, "ece": 0.02}, None),
+        _fake_result({"pr_auc": 0.6, "ece": 0.02}, None).backtest,
         champion_version="1",
         champion_metrics={"latest_pr_auc": 0.7, "latest_ece": 0.01},
         promotion=PromotionConfig(),
@@ -141,7 +141,7 @@ def test_gate_falls_back_to_the_champions_logged_metrics():
 
 def test_first_version_becomes_champion():
     decision = promotion_decision(
-        _fake_result({"pr_auc": 0.1, "ece": 0.5}, None),
+        _fake_result({"pr_auc": 0.1, "ece": 0.5}, None).backtest,
         champion_version=None,
         champion_metrics=None,
         promotion=PromotionConfig(),
