@@ -13,6 +13,7 @@ they realised later (a frame of realised metrics, when the caller has one).
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,27 +136,35 @@ def report_directory(data_dir: Path, target: str, training_date: date | None) ->
     return Path(data_dir) / "evaluation" / target / day
 
 
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What :func:`write_report` wrote for one training run."""
+
+    directory: Path
+    html: Path
+    markdown: Path
+    figures: dict[str, Path]
+    realised_comparison: pd.DataFrame | None  # earlier champions, see realised_comparison()
+
+
 def write_report(
     result: TrainResult, directory: Path, *, realised: pd.DataFrame | None = None
-) -> Path:
-    """Write the plots and ``<target>_report.md`` + ``<target>_report.html`` into ``directory``;
-    record their paths on ``result`` and return the HTML report path. ``realised``: earlier
-    champions' metrics, one row per (model, metric) with the latest-fold value it was promoted
-    on (``backtest``) and the value measured once its labels matured (``realised``)."""
+) -> EvaluationReport:
+    """Write the plots and ``<target>_report.md`` + ``<target>_report.html`` into ``directory``
+    and say where. ``realised``: earlier champions' metrics, one row per (model, metric) with
+    the latest-fold value it was promoted on (``backtest``) and the value measured once its
+    labels matured (``realised``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    result.realised_comparison = realised_comparison(result, realised)
-    figures = _figures(result)
+    comparison = realised_comparison(result, realised)
     paths = {}
-    for name, fig in figures.items():
+    for name, fig in _figures(result).items():
         paths[name] = directory / f"{result.target}_{name}.png"
         fig.savefig(paths[name], dpi=90)
-    result.figures = paths
-    markdown = _markdown(result, paths)
-    (directory / f"{result.target}_report.md").write_text(markdown)
+    markdown = directory / f"{result.target}_report.md"
+    markdown.write_text(_markdown(result, paths, comparison))
     report = directory / f"{result.target}_report.html"
-    report.write_text(_html(result, paths))
-    result.report_path = report
-    return report
+    report.write_text(_html(result, paths, comparison))
+    return EvaluationReport(directory, report, markdown, paths, comparison)
 
 
 def _figures(result: TrainResult) -> dict[str, Figure]:
@@ -222,7 +231,7 @@ def realised_comparison(result: TrainResult, realised: pd.DataFrame | None) -> p
     return table.round(4)
 
 
-def _honesty_lines(result: TrainResult) -> list[str]:
+def _honesty_lines(result: TrainResult, comparison: pd.DataFrame | None) -> list[str]:
     verdict = result.verdict
     lines = ["## Baselines (promotion gate)", ""]
     if verdict is None:
@@ -232,7 +241,6 @@ def _honesty_lines(result: TrainResult) -> list[str]:
     lines += ["", "## Reduced for the data size", ""]
     lines += [f"- {r}" for r in result.reductions] or ["- nothing: the configured plan fitted"]
     lines += ["", "## Latest fold vs what earlier champions realised", ""]
-    comparison = result.realised_comparison
     if comparison is None:
         lines.append(
             "- no realised metrics of earlier champions were provided, so the latest-fold "
@@ -243,7 +251,7 @@ def _honesty_lines(result: TrainResult) -> list[str]:
     return [*lines, ""]
 
 
-def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
+def _markdown(result: TrainResult, paths: dict[str, Path], comparison: pd.DataFrame | None) -> str:
     info = result.dataset_info
     lines = [
         f"# churnlens evaluation: {result.target}",
@@ -269,7 +277,7 @@ def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
         "",
         _markdown_table(spread_table(result), index=False),
         "",
-        *_honesty_lines(result),
+        *_honesty_lines(result, comparison),
     ]
     lines += [f"![{name}]({path.name})\n" for name, path in paths.items()]
     return "\n".join(lines)
@@ -290,7 +298,7 @@ def _calibration_name(result: TrainResult) -> str:
     return "none" if calibrator is None else calibrator.method
 
 
-def _html(result: TrainResult, paths: dict[str, Path]) -> str:
+def _html(result: TrainResult, paths: dict[str, Path], comparison: pd.DataFrame | None) -> str:
     info = result.dataset_info
     images = "".join(
         f'<h3>{html.escape(n)}</h3><img src="{html.escape(p.name)}" style="max-width:100%">'
@@ -308,17 +316,16 @@ def _html(result: TrainResult, paths: dict[str, Path]) -> str:
         f"<h2>Backtest folds</h2>{pd.DataFrame(info['folds']).to_html(index=False)}"
         f"<h2>Metrics by model</h2><p>{html.escape(_ECE_NOTE)}</p>{metrics_table(result).to_html()}"
         f"<h2>Spread over backtest folds</h2>{spread_table(result).to_html(index=False)}"
-        f"{_honesty_html(result)}{images}</body></html>"
+        f"{_honesty_html(result, comparison)}{images}</body></html>"
     )
 
 
-def _honesty_html(result: TrainResult) -> str:
+def _honesty_html(result: TrainResult, comparison: pd.DataFrame | None) -> str:
     verdict = result.verdict
     gate = "no baseline verdict was computed"
     if verdict is not None:
         gate = f"{'PASSED' if verdict.passed else 'REFUSED'}: {verdict.reason}"
     reductions = result.reductions or ["nothing: the configured plan fitted"]
-    comparison = result.realised_comparison
     realised = (
         "<p>No realised metrics of earlier champions were provided.</p>"
         if comparison is None

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ from models.bundle import (
 )
 from models.config import PromotionConfig, TrackingConfig
 from models.dataset import data_fingerprint, target_spec
-from models.evaluation import report_directory
 from models.gate import GateDecision, promotion_decision
 from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label
 from models.train import MODEL, TrainResult
@@ -132,9 +131,28 @@ class RegisteredVersion:
         return f"{self.name} v{self.version} -> {alias}: {self.reason}"
 
 
-def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
-    """Point MLflow at the tracking store and make sure the experiment exists with its artifacts
-    under ``<data_dir>/mlartifacts``. Returns the tracking URI."""
+@dataclass(frozen=True)
+class Tracking:
+    """The MLflow tracking store as a resource: built once at the edge by
+    :func:`configure_tracking` (``pipelines.runtime.tracking_store`` is its one caller in
+    churnlens) and passed to every function of this module, none of which points MLflow
+    anywhere. ``data_dir`` holds the store's default SQLite file, its artifacts and the cache
+    bundles are downloaded into."""
+
+    config: TrackingConfig
+    data_dir: Path
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+
+    def model_name(self, target: str) -> str:
+        return self.config.model_name(target)
+
+
+def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> Tracking:
+    """Build the tracking resource: point MLflow's fluent API (runs and model logging) at the
+    tracking store and make sure the experiment exists with its artifacts under
+    ``<data_dir>/mlartifacts``. The only place churnlens sets MLflow's tracking URI."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking.resolved_uri(data_dir)
@@ -149,7 +167,20 @@ def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
     experiment = mlflow.set_experiment(tracking.experiment)
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:
         mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, CLASSIC_ML)
-    return uri
+    client = MlflowClient(tracking_uri=uri)
+    return Tracking(tracking, data_dir, uri, client, experiment.experiment_id)
+
+
+def _fluent(tracking: Tracking) -> None:
+    """MLflow's fluent API (start_run, log_model) logs wherever the process points it: refuse
+    to log when that is not this resource's store (a second store configured since)."""
+    current = mlflow.get_tracking_uri()
+    if current != tracking.uri:
+        raise RegistryError(
+            f"MLflow points at {current}, not at this tracking store {tracking.uri}: a second "
+            "store was configured since this one was built; build the resource again "
+            "(models.registry.configure_tracking) before logging to it"
+        )
 
 
 _EXPERIMENT_NOTE = (
@@ -185,30 +216,23 @@ def _git_tags() -> dict[str, str]:
     return {} if commit is None else {GIT_COMMIT_TAG: commit}
 
 
-def open_training_run(tracking: TrackingConfig, *, data_dir: Path, name: str) -> str:
+def open_training_run(tracking: Tracking, *, name: str) -> str:
     """Start the MLflow run of one target's training before it trains (its duration then
     covers training); :func:`log_and_register` logs into it, :func:`close_training_run` ends
     it when training is skipped or fails. Returns the run id."""
-    client = _client(tracking, data_dir)
-    experiment = mlflow.get_experiment_by_name(tracking.experiment)
-    run = client.create_run(
-        experiment.experiment_id,
+    run = tracking.client.create_run(
+        tracking.experiment_id,
         run_name=name,
         tags={**_git_tags(), NOTE_TAG: f"training {name} (running)"},
     )
     return run.info.run_id
 
 
-def close_training_run(run_id: str, *, status: str, note: str) -> None:
+def close_training_run(tracking: Tracking, run_id: str, *, status: str, note: str) -> None:
     """End a run :func:`open_training_run` started whose training did not finish (``status``
     FAILED or KILLED), saying why in its description."""
-    client = MlflowClient()
-    client.set_tag(run_id, NOTE_TAG, note)
-    client.set_terminated(run_id, status=status)
-
-
-def _client(tracking: TrackingConfig, data_dir: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=configure_tracking(tracking, data_dir=data_dir))
+    tracking.client.set_tag(run_id, NOTE_TAG, note)
+    tracking.client.set_terminated(run_id, status=status)
 
 
 def bundle_signature(bundle: ModelBundle, sample: pd.DataFrame | None) -> ModelSignature:
@@ -248,27 +272,29 @@ def _current_version(client: MlflowClient, name: str, alias: str) -> str | None:
 def log_and_register(
     result: TrainResult,
     *,
-    tracking: TrackingConfig,
-    data_dir: Path,
+    tracking: Tracking,
     run_name: str,
     dataset_info: dict[str, Any] | None = None,
     promotion: PromotionConfig | None = None,
     run_id: str | None = None,
     training_frame: pd.DataFrame | None = None,
+    report_dir: Path | None = None,
 ) -> RegisteredVersion:
     """Log one target's training run, register a version, alias it ``challenger`` and apply the
     promotion gate (``promotion`` defaults to ``result.config.promotion``).
 
     ``run_id``: the run :func:`open_training_run` opened before training (else a new run is
     started here); ``training_frame``: the rows the model was trained on, logged as the run's
-    dataset input (without it, the latest-fold sample explained in the SHAP summary is)."""
-    client = _client(tracking, data_dir)
+    dataset input (without it, the latest-fold sample explained in the SHAP summary is);
+    ``report_dir``: the folder :func:`models.evaluation.write_report` wrote, logged with the
+    run under ``evaluation/`` (nothing is written here)."""
+    _fluent(tracking)
+    client = tracking.client
     name = tracking.model_name(result.target)
     info = result.dataset_info | (dataset_info or {})
     started = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
     with started as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(_git_tags())
-        report_dir = report_directory(Path(data_dir), result.target, _training_date(info))
         _log_run(result, info, Path(tmp), report_dir=report_dir)
         _log_dataset(result, info, training_frame)
         hashes = _log_bundle_hashes(Path(tmp) / BUNDLE_ARTIFACT)
@@ -324,14 +350,6 @@ def log_and_register(
         reason=decision.reason,
         champion_version=version if decision.promote else str(champion),
     )
-
-
-def _training_date(info: dict[str, Any]) -> date | None:
-    """The training run's date (the flow's ``run_date``, else the last as_of trained on)."""
-    for key in ("run_date", "as_of_end"):
-        if info.get(key):
-            return date.fromisoformat(str(info[key])[:10])
-    return None
 
 
 def input_example(bundle: ModelBundle, sample: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -478,7 +496,9 @@ def _run_id(client: MlflowClient, name: str, version: str) -> str:
     return client.get_model_version(name, version).run_id
 
 
-def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path) -> None:
+def _log_run(
+    result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path | None
+) -> None:
     """Params, config, data window, fingerprint, features, metrics, plots and report; saves
     the bundle into ``tmp/bundle`` for the model to log."""
     mlflow.log_params({f"lgb.{k}": v for k, v in result.bundle.params.items()})
@@ -522,11 +542,8 @@ def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir
         )
     result.backtest.to_csv(tmp / "backtest.csv", index=False)
     mlflow.log_artifact(str(tmp / "backtest.csv"))
-    if result.report_path is None:
-        from models.evaluation import write_report
-
-        write_report(result, report_dir)
-    mlflow.log_artifacts(str(result.report_path.parent), "evaluation")
+    if report_dir is not None:
+        mlflow.log_artifacts(str(report_dir), "evaluation")
     result.bundle.save(tmp / BUNDLE_ARTIFACT)  # logged once, as the pyfunc model's artifact
 
 
@@ -600,11 +617,9 @@ def _record_event(
     client.set_model_version_tag(name, version, EVENTS_TAG, json.dumps(events))
 
 
-def promote(
-    *, tracking: TrackingConfig, data_dir: Path, target: str, version: str, reason: str = "manual"
-) -> str:
+def promote(*, tracking: Tracking, target: str, version: int, reason: str = "manual") -> str:
     """Make ``version`` the champion (recorded with timestamp and reason); returns the message."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     try:
         client.get_model_version(name, str(version))
@@ -616,13 +631,11 @@ def promote(
     return f"{name} v{version} is now champion"
 
 
-def rollback(
-    *, tracking: TrackingConfig, data_dir: Path, target: str, reason: str = "manual"
-) -> str:
+def rollback(*, tracking: Tracking, target: str, reason: str = "manual") -> str:
     """Give the champion alias back to the version that held it before the current champion,
     popping it off the history, so the next rollback goes one further back (versions deleted
     since are skipped)."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     current = _current_version(client, name, CHAMPION_ALIAS)
     if current is None:
@@ -656,13 +669,11 @@ def rollback(
     return f"{name}: champion rolled back from v{current} to v{previous}"
 
 
-def list_versions(
-    *, tracking: TrackingConfig, data_dir: Path, target: str | None = None
-) -> pd.DataFrame:
+def list_versions(*, tracking: Tracking, target: str | None = None) -> pd.DataFrame:
     """One row per registered version (of ``target``, or of every churnlens target): aliases,
     run, creation time, latest-fold metrics and the promotion gate's verdict."""
-    client = _client(tracking, data_dir)
-    names = [tracking.model_name(target)] if target else _registered_names(client, tracking)
+    client = tracking.client
+    names = [tracking.model_name(target)] if target else _registered_names(client, tracking.config)
     rows = [row for name in names for row in _version_rows(client, name, target is not None)]
     if not rows:
         raise RegistryError(
@@ -671,13 +682,13 @@ def list_versions(
     return pd.DataFrame(rows).sort_values(["model", "version"]).reset_index(drop=True)
 
 
-def version_metrics(*, tracking: TrackingConfig, data_dir: Path, model: str) -> dict[str, float]:
+def version_metrics(*, tracking: Tracking, model: str) -> dict[str, float]:
     """Metrics logged with the version that scores name ``model`` (``churnlens-churn v3``, as
     :class:`ModelRef` prints it); empty when the registry does not hold that version."""
     name, _, version = model.rpartition(" v")
     if not name or not version.isdigit():
         return {}
-    client = _client(tracking, data_dir)
+    client = tracking.client
     try:
         return dict(client.get_run(_run_id(client, name, version)).data.metrics)
     except MlflowException:
@@ -739,8 +750,7 @@ def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[
 
 def load_bundle(
     *,
-    tracking: TrackingConfig,
-    data_dir: Path,
+    tracking: Tracking,
     target: str,
     alias: str = CHAMPION_ALIAS,
     version: int | None = None,
@@ -752,7 +762,7 @@ def load_bundle(
     store (plus everything :meth:`ModelBundle.load` checks); its feature list must match the
     run's logged one. Problems with the files raise :class:`ArtifactIntegrityError` naming the
     model, version and artifact location."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     try:
         if version is None:
@@ -775,18 +785,21 @@ def load_bundle(
         run_id=mv.run_id,
     )
     expected = _recorded_hashes(mv.tags, ref)
-    cache = Path(data_dir).resolve() / "model_cache"
+    cache = tracking.data_dir / "model_cache"
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=f"{name}-v{mv.version}-") as tmp:
-        location = _bundle_location(client, ref, Path(tmp))
+        location = _bundle_location(tracking, ref, Path(tmp))
         source = f"{ref} (bundle at {location})"
-        path = _download(location, Path(tmp) / BUNDLE_ARTIFACT, source=source)
+        path = _download(tracking, location, Path(tmp) / BUNDLE_ARTIFACT, source=source)
         bundle = ModelBundle.load(
             path, strict_versions=strict_versions, source=source, expected_sha256=expected
         )
     features_uri = f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}"
     try:
-        logged = mlflow.artifacts.load_dict(features_uri)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            logged = json.loads(
+                Path(client.download_artifacts(mv.run_id, FEATURES_ARTIFACT, tmp)).read_text()
+            )
     except (MlflowException, OSError, ValueError) as exc:
         raise ArtifactIntegrityError(
             f"{ref}: cannot read the run's feature list {features_uri} ({exc})"
@@ -808,11 +821,12 @@ def _recorded_hashes(tags: dict[str, str], ref: ModelRef) -> dict[str, str]:
     return dict(json.loads(tags[HASHES_TAG]))
 
 
-def _bundle_location(client: MlflowClient, ref: ModelRef, tmp: Path) -> str:
+def _bundle_location(tracking: Tracking, ref: ModelRef, tmp: Path) -> str:
     """URI of the bundle inside the registered version's model artifact, as its MLmodel
     file names it."""
-    root = client.get_model_version_download_uri(ref.name, ref.version)
-    mlmodel = _download(f"{root}/MLmodel", tmp / "MLmodel", source=f"{ref} (model at {root})")
+    root = tracking.client.get_model_version_download_uri(ref.name, ref.version)
+    source = f"{ref} (model at {root})"
+    mlmodel = _download(tracking, f"{root}/MLmodel", tmp / "MLmodel", source=source)
     flavor = Model.load(mlmodel).flavors.get("python_function", {})
     relative = flavor.get("artifacts", {}).get(BUNDLE_ARTIFACT, {}).get("path")
     if not relative:
@@ -822,13 +836,13 @@ def _bundle_location(client: MlflowClient, ref: ModelRef, tmp: Path) -> str:
     return f"{root}/{relative}"
 
 
-def _download(uri: str, destination: Path, *, source: str) -> Path:
+def _download(tracking: Tracking, uri: str, destination: Path, *, source: str) -> Path:
     """Download one artifact file or folder to ``destination``; a missing one is an
     :class:`ArtifactIntegrityError` naming ``source`` and ``uri``."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(destination.parent)
+            artifact_uri=uri, dst_path=str(destination.parent), tracking_uri=tracking.uri
         )
     except (MlflowException, OSError) as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -38,7 +38,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -108,11 +107,8 @@ class TrainResult:
     config: ModelConfig
     shap_sample: pd.DataFrame | None = None  # latest-fold rows explained in the SHAP summary
     timings: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    report_path: Path | None = None
     reductions: list[str] = field(default_factory=list)  # what small data made us reduce, why
     verdict: Verdict | None = None  # does the booster beat the baselines (models.gate)
-    realised_comparison: pd.DataFrame | None = None  # earlier champions (models.evaluation)
 
     def latest_fold(self) -> pd.DataFrame:
         """Metrics of every model on the latest backtest fold, indexed by model."""
@@ -333,8 +329,6 @@ def train_model(
     gap_days: int,
     health_available: bool | None = None,
     previous: ModelBundle | None = None,
-    output_dir: Path | None = None,
-    realised: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Tune, backtest (LightGBM vs baselines on the same rolling-origin folds), then fit the
     final bundle on the whole dataset (a :func:`models.dataset.training_frame`).
@@ -342,9 +336,9 @@ def train_model(
     ``gap_days`` is the label gap (``features.config.LabelConfig.maturity_days``); the health-score
     baseline runs when ``health_score`` has values unless ``health_available`` is False;
     ``previous`` is the current champion, scored as-is on every fold (skipped with a warning when
-    the dataset lacks its features). With ``output_dir``, the plots and evaluation report are
-    written there (``realised``: earlier champions' realised metrics for the report, see
-    :func:`models.evaluation.write_report`).
+    the dataset lacks its features). Writes nothing: the evaluation report is
+    :func:`models.evaluation.write_report` of the result, the MLflow run
+    :func:`models.registry.log_and_register`.
     """
     clock = time.perf_counter()
     spec = target_spec(target)
@@ -408,10 +402,6 @@ def train_model(
         logger.warning(
             "%s: the booster %s; the promotion gate will refuse it", target, verdict.reason
         )
-    if output_dir is not None:
-        from models.evaluation import write_report
-
-        write_report(result, Path(output_dir), realised=realised)
     result.timings["total_s"] = time.perf_counter() - clock
     return result
 

@@ -45,9 +45,10 @@ from models.monitoring import (
     realised_performance,
 )
 from models.performance_estimate import estimate_vs_realised
-from models.registry import configure_tracking, load_bundle, version_metrics
+from models.registry import Tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
+from pipelines.runtime import tracking_store
 from serving.churn_reasons import churn_reasons_section, read_stated_reasons, review_churn_reasons
 from serving.expansion_signals import (
     add_expansion_signals,
@@ -177,7 +178,9 @@ def _matured_outcomes(
 REALISED_METRICS = ("pr_auc", "roc_auc", "arr_captured_top10", "observed_expected")
 
 
-def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> pd.DataFrame | None:
+def realised_by_champion(
+    wh: Warehouse, settings: Settings, run_date: date, *, tracking: Tracking
+) -> pd.DataFrame | None:
     """Each earlier churn model whose weekly scores have matured by ``run_date``: the latest-fold
     metric it was registered with (``backtest``) beside the same metric on its own matured
     scores (``realised``), for the evaluation report (``models.evaluation``). The warehouse must
@@ -192,9 +195,7 @@ def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> p
     joined = join_matured(history.predictions, outcomes, maturity_days=labels.maturity_days)
     rows = []
     for model, scored in joined.groupby("churn_model", sort=True):
-        logged = version_metrics(
-            tracking=settings.tracking, data_dir=settings.data_dir, model=model
-        )
+        logged = version_metrics(tracking=tracking, model=model)
         y = scored["churned"].to_numpy(dtype=int)
         arr = scored["arr"].to_numpy(dtype=float) if "arr" in scored else np.ones(len(y))
         realised = score_metrics(
@@ -216,7 +217,7 @@ def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> p
     return pd.DataFrame(rows) if rows else None
 
 
-def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float]:
+def _level_spreads(tracking: Tracking, history: ScoreHistory) -> dict[str, float]:
     """The forecast level spread each model in the history was trained with (a bundle metric;
     models trained before it existed have none, so their forecasts stay pure Bernoulli)."""
     names: set[str] = set()
@@ -225,9 +226,7 @@ def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float
             names |= set(history.predictions[column].dropna().astype(str))
     spreads = {}
     for name in sorted(names):
-        metrics = version_metrics(
-            tracking=settings.tracking, data_dir=settings.data_dir, model=name
-        )
+        metrics = version_metrics(tracking=tracking, model=name)
         if LEVEL_SD_METRIC in metrics:
             spreads[name] = float(metrics[LEVEL_SD_METRIC])
     return spreads
@@ -361,11 +360,9 @@ def _audit(
     )
 
 
-def _champion_features(settings: Settings) -> list[str]:
+def _champion_features(tracking: Tracking) -> list[str]:
     try:
-        bundle, _ = load_bundle(
-            tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
-        )
+        bundle, _ = load_bundle(tracking=tracking, target="churn", alias="champion")
     except LookupError:
         return []
     return list(bundle.feature_names)
@@ -426,7 +423,7 @@ def _csm_loop_sections(
 def build_run_report(settings: Settings, run_date: date) -> Path:
     """Write ``<data_dir>/reports/report-<run_date>.html`` and return its path."""
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    tracking = tracking_store(settings)
     with open_warehouse(settings) as wh:
         report = stage_sources(wh, settings, reference_time=data_horizon(run_date))
         figures = _retention(wh, settings, run_date)
@@ -434,7 +431,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
         outcomes = _matured_outcomes(wh, settings, history, run_date)
         drift, volumes, estimates, notes = _stored_checks(settings, history, run_date)
         score_drift = _score_drift(settings, history) if history.run_dates else None
-        spreads = _level_spreads(settings, history)
+        spreads = _level_spreads(tracking, history)
         matured = realised = backtest = None
         if outcomes is not None:
             labels_cfg = settings.features.labels
@@ -451,7 +448,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 level_sd=spreads,
                 matured_after_days=settings.features.labels.maturity_days,
             )
-        audit = _audit(wh, settings, report, matured, figures.events, _champion_features(settings))
+        audit = _audit(wh, settings, report, matured, figures.events, _champion_features(tracking))
         loop = _csm_loop_sections(wh, settings, report, history, figures.events, run_date)
     forecast, by_category = _forecast(settings, history, outcomes, spreads, figures.contracts)
     labels = settings.features.labels
