@@ -176,8 +176,12 @@ def choose_calibrator(
     scores = {"uncalibrated": brier_score(eval_y, sigmoid(eval_m))}
     if len(np.unique(fit_y)) < 2:
         return fit_calibrator("sigmoid", margin, y), scores
-    for name in ("sigmoid", "isotonic"):
-        scores[name] = brier_score(eval_y, fit_calibrator(name, fit_m, fit_y).predict(eval_m))
+    candidates: dict[str, type[IsotonicCalibrator] | type[SigmoidCalibrator]] = {
+        "sigmoid": SigmoidCalibrator,
+        "isotonic": IsotonicCalibrator,
+    }
+    for name, kind in candidates.items():
+        scores[name] = brier_score(eval_y, kind.fit(fit_m, fit_y).predict(eval_m))
     best = "isotonic" if scores["isotonic"] < scores["sigmoid"] else "sigmoid"
     return fit_calibrator(best, margin, y), scores
 

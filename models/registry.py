@@ -47,9 +47,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 from models.bundle import (
     ArtifactIntegrityError,
@@ -238,7 +239,7 @@ def close_training_run(tracking: Tracking, run_id: str, *, status: str, note: st
 def bundle_signature(bundle: ModelBundle, sample: pd.DataFrame | None) -> ModelSignature:
     """Input schema from the training frame's dtypes, with categoricals as strings (never as
     pandas ``category``, which the pyfunc path mangles: mlflow#12910). All columns optional."""
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         ColSpec(_mlflow_type(name, bundle, sample), name, required=False)
         for name in bundle.feature_names
     ]
@@ -405,7 +406,7 @@ def _log_dataset(result: TrainResult, info: dict[str, Any], frame: pd.DataFrame 
 def _pandas_dataset(
     frame: pd.DataFrame, result: TrainResult, info: dict[str, Any], label: str, fingerprint: str
 ) -> Any:
-    return mlflow.data.from_pandas(
+    return from_pandas(
         frame,
         name=f"{result.target}-training-{info.get('as_of_start')}..{info.get('as_of_end')}",
         targets=label if label in frame else None,
@@ -493,7 +494,12 @@ def _ensure_registered(client: MlflowClient, name: str, target: str) -> str:
 
 
 def _run_id(client: MlflowClient, name: str, version: str) -> str:
-    return client.get_model_version(name, version).run_id
+    run_id = client.get_model_version(name, version).run_id
+    if run_id is None:
+        raise RegistryError(
+            f"{name} v{version} records no training run (registered outside churnlens)"
+        )
+    return run_id
 
 
 def _log_run(
@@ -729,7 +735,7 @@ def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[
         raise RegistryError(f"no registered model {name}: train it first") from exc
     rows = []
     for mv in client.search_model_versions(f"name = {_filter_literal(name)}"):
-        metrics = client.get_run(mv.run_id).data.metrics
+        metrics = client.get_run(_run_id(client, name, str(mv.version))).data.metrics
         rows.append(
             {
                 "model": name,
@@ -782,7 +788,7 @@ def load_bundle(
         name=name,
         version=str(mv.version),
         alias=alias if version is None else None,
-        run_id=mv.run_id,
+        run_id=_run_id(client, name, str(mv.version)),
     )
     expected = _recorded_hashes(mv.tags, ref)
     cache = tracking.data_dir / "model_cache"
@@ -798,7 +804,7 @@ def load_bundle(
     try:
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             logged = json.loads(
-                Path(client.download_artifacts(mv.run_id, FEATURES_ARTIFACT, tmp)).read_text()
+                Path(client.download_artifacts(ref.run_id, FEATURES_ARTIFACT, tmp)).read_text()
             )
     except (MlflowException, OSError, ValueError) as exc:
         raise ArtifactIntegrityError(

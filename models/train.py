@@ -188,13 +188,14 @@ def fit_bundle(
             callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
     booster = _truncate(booster)
-    margin = booster.predict(valid_X, raw_score=True)
+    margin = np.asarray(booster.predict(valid_X, raw_score=True))
     calibrator, scores = choose_calibrator(margin, valid_y, method=config.calibration)
     booster_rows = frame.iloc[split.fit_rows]
     if config.refit:
         booster_rows = frame
         booster = lgb.train(params, lgb.Dataset(matrix, y), num_boost_round=booster.num_trees())
-        offset = level_offset(calibrator, margin, booster.predict(valid_X, raw_score=True))
+        refit_margin = np.asarray(booster.predict(valid_X, raw_score=True))
+        offset = level_offset(calibrator, margin, refit_margin)
         calibrator = ShiftedCalibrator(calibrator, offset)
     used = {
         **params,
