@@ -124,7 +124,11 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
-_IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _is_transient}
+_IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 5,
+    "retry_condition_fn": _is_transient,
+}
 
 
 def _settings(config: str | None) -> Settings:
