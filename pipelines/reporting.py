@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from features.retention import (
 )
 from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
+from models.dataset import matured as matured_by
 from models.forecast import backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
 from models.metrics import LEVEL_SD_METRIC, score_metrics
@@ -163,7 +164,9 @@ def _matured_outcomes(
     """Labels of past run dates whose label window has closed by ``run_date``."""
     labels_cfg = settings.features.labels
     maturity = settings.features.labels.maturity_days
-    matured = [d for d in history.run_dates if d + timedelta(days=maturity) <= run_date]
+    dates = pd.Series(list(history.run_dates), dtype=object)
+    known = matured_by(dates, by=pd.Timestamp(run_date), maturity_days=maturity)
+    matured = [d for d, ok in zip(history.run_dates, known, strict=True) if ok]
     if not matured:
         return None
     return build_labels(
