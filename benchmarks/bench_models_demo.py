@@ -37,6 +37,7 @@ from features.labels import build_labels
 from features.validation import prepare_sources
 from features.warehouse import DuckDBWarehouse
 from models.dataset import target_spec, training_frame
+from models.evaluation import write_report
 from models.train import HEALTH, LOGISTIC, MODEL, TrainResult, train_model
 from pipelines.config import Settings, load_settings
 from pipelines.demo_data import generate_demo, write_demo
@@ -171,8 +172,9 @@ def run_target(
         target=target,
         config=settings.model,
         gap_days=settings.features.labels.maturity_days,
-        output_dir=report_dir / target if report_dir else None,
     )
+    if report_dir:
+        write_report(result, report_dir / target)
     calibrator = result.bundle.calibrator
     print(
         f"\n== {target}: {len(dataset):,} labelled rows, {dataset['account_id'].nunique()} "

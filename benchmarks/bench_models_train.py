@@ -21,7 +21,7 @@ import pandas as pd
 from features.config import LabelConfig
 from models.config import ModelConfig, TuningConfig
 from models.dataset import training_frame
-from models.evaluation import metrics_table
+from models.evaluation import metrics_table, write_report
 from models.train import train_model
 
 HORIZON, GRACE = 90, 30
@@ -104,8 +104,9 @@ def main() -> None:
             target=target,
             config=config,
             gap_days=gap,
-            output_dir=args.report_dir,
         )
+        if args.report_dir is not None:
+            write_report(result, args.report_dir)
         timings = ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
         print(
             f"\n== {target}: {len(dataset)} labelled rows, {time.perf_counter() - start:.1f} s "

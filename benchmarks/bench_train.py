@@ -33,6 +33,7 @@ versions run the same trials).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -252,6 +253,7 @@ def child(code: Path, work: Path, label: str, args: argparse.Namespace) -> dict:
     import lightgbm as lgb
     import pandas as pd
 
+    import models.evaluation
     import models.train
     from models.config import ModelConfig, TrackingConfig, TuningConfig
     from models.dataset import training_frame
@@ -266,9 +268,14 @@ def child(code: Path, work: Path, label: str, args: argparse.Namespace) -> dict:
         tuning=TuningConfig(trials=args.trials, timeout_seconds=24 * 3600),
     )
     out: dict = {"label": label, "code": str(code), "lightgbm": lgb.__version__, "targets": {}}
+    # models/ before the pure training core wrote the report inside train_model and took the
+    # tracking config and data_dir in log_and_register; since, the report is its own call and
+    # log_and_register takes the tracking resource configure_tracking returns
+    pure = "output_dir" not in inspect.signature(models.train.train_model).parameters
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-        configure_tracking(tracking, data_dir=Path(tmp))
+        store = configure_tracking(tracking, data_dir=Path(tmp))
+        where = {"tracking": store} if pure else {"tracking": tracking, "data_dir": Path(tmp)}
         for target in TARGETS:
             clock, fits = _Clock(), []
             _instrument(clock, fits)
@@ -276,19 +283,20 @@ def child(code: Path, work: Path, label: str, args: argparse.Namespace) -> dict:
             dataset = training_frame(features, labels, target=target)
             frame_s = time.perf_counter() - start
             start = time.perf_counter()
+            report_dir = Path(tmp) / "evaluation" / target
             result = models.train.train_model(
                 dataset,
                 target=target,
                 config=config,
                 gap_days=meta["gap_days"],
                 health_available=meta["health"],
-                output_dir=Path(tmp) / "evaluation" / target,
+                **({} if pure else {"output_dir": report_dir}),
             )
+            if pure:
+                models.evaluation.write_report(result, report_dir)
             train_s = time.perf_counter() - start
             start = time.perf_counter()
-            log_and_register(
-                result, tracking=tracking, data_dir=Path(tmp), run_name=f"{target}-{label}"
-            )
+            log_and_register(result, **where, run_name=f"{target}-{label}")
             logging_s = time.perf_counter() - start
             _uninstrument()
             raw_s, raw_parts = _raw_reference(fits)

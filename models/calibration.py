@@ -26,6 +26,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from models.metrics import brier_score
+
 CalibrationMethod = Literal["auto", "isotonic", "sigmoid", "none"]
 # Pseudo-rows pulling each isotonic step towards the Platt fit at its centre: a step of 200
 # accounts with no churner reads about 0.5 / 200 * Platt instead of exactly 0.
@@ -144,10 +146,6 @@ def _check_fit_inputs(margin: np.ndarray, y: np.ndarray) -> None:
         )
 
 
-def brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
-
-
 def fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray) -> Calibrator | None:
     """Fit one calibrator by name; ``none`` returns None (the booster's own sigmoid is used)."""
     if method == "none":
@@ -175,11 +173,15 @@ def choose_calibrator(
         return fit_calibrator(method, margin, y), {}
     half = len(y) // 2
     fit_m, fit_y, eval_m, eval_y = margin[:half], y[:half], margin[half:], y[half:]
-    scores = {"uncalibrated": brier(eval_y, sigmoid(eval_m))}
+    scores = {"uncalibrated": brier_score(eval_y, sigmoid(eval_m))}
     if len(np.unique(fit_y)) < 2:
         return fit_calibrator("sigmoid", margin, y), scores
-    for name in ("sigmoid", "isotonic"):
-        scores[name] = brier(eval_y, fit_calibrator(name, fit_m, fit_y).predict(eval_m))
+    candidates: dict[str, type[IsotonicCalibrator] | type[SigmoidCalibrator]] = {
+        "sigmoid": SigmoidCalibrator,
+        "isotonic": IsotonicCalibrator,
+    }
+    for name, kind in candidates.items():
+        scores[name] = brier_score(eval_y, kind.fit(fit_m, fit_y).predict(eval_m))
     best = "isotonic" if scores["isotonic"] < scores["sigmoid"] else "sigmoid"
     return fit_calibrator(best, margin, y), scores
 

@@ -18,9 +18,11 @@ class _Strict(BaseModel):
 class TuningConfig(_Strict):
     """Optuna search over LightGBM parameters, on data before the first backtest test window."""
 
-    trials: int = Field(8, ge=0, description="maximum number of trials; 0 disables the search")
+    trials: int = Field(
+        default=8, ge=0, description="maximum number of trials; 0 disables the search"
+    )
     timeout_seconds: float = Field(
-        120.0,
+        default=120.0,
         gt=0,
         description="wall-time budget per target; with a tight budget the number of "
         "finished trials (hence the model) can vary between runs",
@@ -34,33 +36,35 @@ class PromotionConfig(_Strict):
 
     metric: Literal["pr_auc", "roc_auc", "arr_captured_top10", "top_decile_lift"] = "pr_auc"
     secondary_metric: Literal["arr_captured_top10", "pr_auc", "roc_auc", "top_decile_lift"] = Field(
-        "arr_captured_top10",
+        default="arr_captured_top10",
         description="decides a tie on `metric`; a win on `metric` that loses more than "
         "max_secondary_decrease of it is refused",
     )
     min_improvement: float = Field(
-        0.0, ge=0, description="the challenger must beat the champion's metric by at least this"
+        default=0.0,
+        ge=0,
+        description="the challenger must beat the champion's metric by at least this",
     )
     tie_tolerance: float = Field(
-        0.005,
+        default=0.005,
         ge=0,
         description="differences in `metric` up to this are a tie, decided by "
         "secondary_metric (one fold of a few hundred churners moves PR-AUC by about 0.01)",
     )
     max_ece_increase: float = Field(
-        0.005,
+        default=0.005,
         ge=0,
         description="allowed increase of expected calibration error over the "
         "champion (0 would refuse a better ranker for noise in the fourth decimal)",
     )
     max_secondary_decrease: float = Field(
-        0.05,
+        default=0.05,
         ge=0,
         description="a win on `metric` is refused when secondary_metric falls by "
         "more than this (e.g. 5 points less churned ARR captured in the top decile)",
     )
     require_beats_baselines: bool = Field(
-        True,
+        default=True,
         description="refuse a version (even the first) whose booster does not beat the "
         "logistic, recency/RFM and health-score baselines on `metric` in the latest backtest "
         "fold (models.gate); false only to ship a booster knowingly, e.g. on tiny test data",

@@ -75,6 +75,16 @@ def target_spec(target: str) -> TargetSpec:
     return TARGET_SPECS[target]
 
 
+def matured(run_dates: pd.Series, *, by: pd.Timestamp, maturity_days: int) -> pd.Series:
+    """Whether each run date's label is fully known at ``by``: ``run_date + maturity_days <=
+    by``, with ``maturity_days`` = lead + horizon + grace
+    (``features.config.LabelConfig.maturity_days``; a renewal signed within grace after the
+    window still counts, so the outcome is only final once grace has passed too). The one copy
+    of the label-maturity rule: realised performance, the forecast's level correction and the
+    report's matured outcomes all use it."""
+    return pd.to_datetime(run_dates) + pd.Timedelta(days=maturity_days) <= pd.Timestamp(by)
+
+
 def training_frame(features: pd.DataFrame, labels: pd.DataFrame, *, target: str) -> pd.DataFrame:
     """Features joined to labels on ``(account_id, as_of)``; rows whose label for ``target`` is
     censored (NA) are dropped. Adds the value column the ARR-captured metric uses. Sorted by

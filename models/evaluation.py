@@ -13,6 +13,7 @@ they realised later (a frame of realised metrics, when the caller has one).
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from models.bundle import EXPECTED_VALUE_COLUMN
-from models.metrics import METRIC_NAMES, metrics_by_group
+from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label, metrics_by_group
 
 if TYPE_CHECKING:
     from models.train import TrainResult
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 TOP_FEATURES = 20
 SPREAD_METRICS = ("pr_auc", "roc_auc", "ece", "observed_expected", "top_decile_lift")
 REALISED_COLUMNS = ("model", "metric", "backtest", "realised")
+_ECE_NOTE = f"ece: {ece_label(BACKTEST_ECE_BINNING)} of the predicted probability."
 
 
 def calibration_figure(predictions: pd.DataFrame, *, n_bins: int = 10) -> Figure:
@@ -119,7 +121,8 @@ def folds_figure(backtest: pd.DataFrame) -> Figure:
     for ax, metric in zip(fig.subplots(1, 3), ("pr_auc", "arr_captured_top10", "ece"), strict=True):
         for model, part in backtest.groupby("model", sort=True):
             ax.plot(part["fold"], part[metric], marker="o", label=model)
-        ax.set(xlabel="backtest fold (later ->)", title=metric)
+        title = ece_label(BACKTEST_ECE_BINNING) if metric == "ece" else metric
+        ax.set(xlabel="backtest fold (later ->)", title=title)
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
@@ -133,27 +136,35 @@ def report_directory(data_dir: Path, target: str, training_date: date | None) ->
     return Path(data_dir) / "evaluation" / target / day
 
 
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What :func:`write_report` wrote for one training run."""
+
+    directory: Path
+    html: Path
+    markdown: Path
+    figures: dict[str, Path]
+    realised_comparison: pd.DataFrame | None  # earlier champions, see realised_comparison()
+
+
 def write_report(
     result: TrainResult, directory: Path, *, realised: pd.DataFrame | None = None
-) -> Path:
-    """Write the plots and ``<target>_report.md`` + ``<target>_report.html`` into ``directory``;
-    record their paths on ``result`` and return the HTML report path. ``realised``: earlier
-    champions' metrics, one row per (model, metric) with the latest-fold value it was promoted
-    on (``backtest``) and the value measured once its labels matured (``realised``)."""
+) -> EvaluationReport:
+    """Write the plots and ``<target>_report.md`` + ``<target>_report.html`` into ``directory``
+    and say where. ``realised``: earlier champions' metrics, one row per (model, metric) with
+    the latest-fold value it was promoted on (``backtest``) and the value measured once its
+    labels matured (``realised``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    result.realised_comparison = realised_comparison(result, realised)
-    figures = _figures(result)
+    comparison = realised_comparison(result, realised)
     paths = {}
-    for name, fig in figures.items():
+    for name, fig in _figures(result).items():
         paths[name] = directory / f"{result.target}_{name}.png"
         fig.savefig(paths[name], dpi=90)
-    result.figures = paths
-    markdown = _markdown(result, paths)
-    (directory / f"{result.target}_report.md").write_text(markdown)
+    markdown = directory / f"{result.target}_report.md"
+    markdown.write_text(_markdown(result, paths, comparison))
     report = directory / f"{result.target}_report.html"
-    report.write_text(_html(result, paths))
-    result.report_path = report
-    return report
+    report.write_text(_html(result, paths, comparison))
+    return EvaluationReport(directory, report, markdown, paths, comparison)
 
 
 def _figures(result: TrainResult) -> dict[str, Figure]:
@@ -220,7 +231,7 @@ def realised_comparison(result: TrainResult, realised: pd.DataFrame | None) -> p
     return table.round(4)
 
 
-def _honesty_lines(result: TrainResult) -> list[str]:
+def _honesty_lines(result: TrainResult, comparison: pd.DataFrame | None) -> list[str]:
     verdict = result.verdict
     lines = ["## Baselines (promotion gate)", ""]
     if verdict is None:
@@ -230,7 +241,6 @@ def _honesty_lines(result: TrainResult) -> list[str]:
     lines += ["", "## Reduced for the data size", ""]
     lines += [f"- {r}" for r in result.reductions] or ["- nothing: the configured plan fitted"]
     lines += ["", "## Latest fold vs what earlier champions realised", ""]
-    comparison = result.realised_comparison
     if comparison is None:
         lines.append(
             "- no realised metrics of earlier champions were provided, so the latest-fold "
@@ -241,7 +251,7 @@ def _honesty_lines(result: TrainResult) -> list[str]:
     return [*lines, ""]
 
 
-def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
+def _markdown(result: TrainResult, paths: dict[str, Path], comparison: pd.DataFrame | None) -> str:
     info = result.dataset_info
     lines = [
         f"# churnlens evaluation: {result.target}",
@@ -259,13 +269,15 @@ def _markdown(result: TrainResult, paths: dict[str, Path]) -> str:
         "",
         "## Metrics by model (latest fold and mean over folds)",
         "",
+        _ECE_NOTE,
+        "",
         _markdown_table(metrics_table(result), index=True),
         "",
         "## Spread over backtest folds",
         "",
         _markdown_table(spread_table(result), index=False),
         "",
-        *_honesty_lines(result),
+        *_honesty_lines(result, comparison),
     ]
     lines += [f"![{name}]({path.name})\n" for name, path in paths.items()]
     return "\n".join(lines)
@@ -286,7 +298,7 @@ def _calibration_name(result: TrainResult) -> str:
     return "none" if calibrator is None else calibrator.method
 
 
-def _html(result: TrainResult, paths: dict[str, Path]) -> str:
+def _html(result: TrainResult, paths: dict[str, Path], comparison: pd.DataFrame | None) -> str:
     info = result.dataset_info
     images = "".join(
         f'<h3>{html.escape(n)}</h3><img src="{html.escape(p.name)}" style="max-width:100%">'
@@ -302,19 +314,18 @@ def _html(result: TrainResult, paths: dict[str, Path]) -> str:
         f"{info['n_features']} features; label gap {result.gap_days} days; calibration "
         f"{_calibration_name(result)}; fingerprint <code>{info['fingerprint'][:16]}</code></p>"
         f"<h2>Backtest folds</h2>{pd.DataFrame(info['folds']).to_html(index=False)}"
-        f"<h2>Metrics by model</h2>{metrics_table(result).to_html()}"
+        f"<h2>Metrics by model</h2><p>{html.escape(_ECE_NOTE)}</p>{metrics_table(result).to_html()}"
         f"<h2>Spread over backtest folds</h2>{spread_table(result).to_html(index=False)}"
-        f"{_honesty_html(result)}{images}</body></html>"
+        f"{_honesty_html(result, comparison)}{images}</body></html>"
     )
 
 
-def _honesty_html(result: TrainResult) -> str:
+def _honesty_html(result: TrainResult, comparison: pd.DataFrame | None) -> str:
     verdict = result.verdict
     gate = "no baseline verdict was computed"
     if verdict is not None:
         gate = f"{'PASSED' if verdict.passed else 'REFUSED'}: {verdict.reason}"
     reductions = result.reductions or ["nothing: the configured plan fitted"]
-    comparison = result.realised_comparison
     realised = (
         "<p>No realised metrics of earlier champions were provided.</p>"
         if comparison is None

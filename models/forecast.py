@@ -6,15 +6,17 @@ Each scored account is an independent draw over the horizon: it churns with prob
 expected gain is the scored ``expected_expansion_arr``), otherwise it stays. Optional
 ``contraction_probability`` and ``expected_contraction_arr`` columns add contraction the same
 way. Intervals are quantiles of the simulated sums (seeded Monte Carlo); the expectations are
-exact sums. Formulas and choices: ``docs/metrics.md``.
+exact sums; the churned-logo interval is exact (the Poisson-binomial kernel of
+``models.poisson_binomial``, mixed over the level spread). Formulas and choices:
+``docs/metrics.md``.
 
 Model-level uncertainty (:class:`LevelUncertainty`): the probabilities themselves can be off
 as a whole (a model that over-predicts churn next quarter). With a level spread, each simulation
 also draws one factor on the odds of churn (and one on the odds of expansion) shared by all
 accounts, so the interval carries the Bernoulli part and the level part. The spread is fitted
-out of time on the training backtest folds (:func:`level_spread`) and travels in the bundle's
-metrics; :func:`level_from_matured` shrinks a level correction from matured past run dates of
-the same model towards none. Without it the interval is the pure Bernoulli one.
+out of time on the training backtest folds (:func:`models.metrics.level_spread`) and travels in
+the bundle's metrics; :func:`level_from_matured` shrinks a level correction from matured past
+run dates of the same model towards none. Without it the interval is the pure Bernoulli one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.dataset import matured
+from models.poisson_binomial import (
+    DIRECT_PMF_MAX,
+    central_interval,
+    pmf_direct,
+    pmf_fft,
+    poisson_binomial_interval,
+)
+
 TOTAL = "all"
 _CHUNK_CELLS = 2_000_000  # accounts x simulations held in memory at once
 _OUTPUTS = ("churned_arr", "contraction", "expansion", "ndr", "grr", "logos_churned")
-_DIRECT_PMF_MAX = 256  # accounts up to which the count's pmf is built by the O(n^2) recursion
 _LEVEL_NODES = 31  # Gauss-Hermite nodes for the churned-logo interval under a level spread
-LEVEL_SD_METRIC = "forecast_level_sd"  # bundle metric: the level spread fitted in training
 
 
 @dataclass(frozen=True)
@@ -180,31 +189,6 @@ def _cuts(
     return p_churn, cut_k, cut_k + np.minimum(p_expansion, np.clip(1.0 - cut_k, 0.0, None))
 
 
-def level_spread(as_of: pd.Series, outcome: np.ndarray, probability: np.ndarray) -> float:
-    """Out-of-time spread of the model's level, the sd of the log-odds factor
-    :class:`LevelUncertainty` draws, from held-out predictions (the training backtest folds).
-
-    Per observation date t with O_t events, E_t = sum p and V_t = sum p(1 - p) (its Bernoulli
-    variance), E[(O_t - E_t)^2] = V_t + tau^2 E_t^2 when the level is off by a factor with
-    variance tau^2; so tau^2 = mean_t ((O_t - E_t)^2 - V_t) / E_t^2, floored at 0 (method of
-    moments, about 1, so a steady bias counts). Returned as a log-normal sd: sqrt(ln(1 + tau^2)).
-    """
-    frame = pd.DataFrame(
-        {
-            "as_of": pd.to_datetime(as_of).to_numpy(),
-            "o": np.asarray(outcome, dtype=float),
-            "p": np.asarray(probability, dtype=float),
-        }
-    )
-    frame["v"] = frame["p"] * (1.0 - frame["p"])
-    dates = frame.groupby("as_of").agg(o=("o", "sum"), e=("p", "sum"), v=("v", "sum"))
-    dates = dates[dates["e"] > 0]
-    if dates.empty:
-        return 0.0
-    excess = ((dates["o"] - dates["e"]) ** 2 - dates["v"]) / dates["e"] ** 2
-    return float(np.sqrt(np.log1p(max(float(excess.mean()), 0.0))))
-
-
 def _group_codes(predictions: pd.DataFrame, by: str | None) -> tuple[np.ndarray, list[str]]:
     if by is None:
         return np.zeros(len(predictions), dtype=int), []
@@ -308,79 +292,23 @@ def _summarise(
     return pd.DataFrame(columns)
 
 
-def poisson_binomial_pmf(probabilities: np.ndarray) -> np.ndarray:
-    """Exact distribution of the number of successes among independent Bernoulli(p_i):
-    element k is P(count = k). The product of the accounts' generating polynomials
-    ``(1 - p_i) + p_i x``: by dynamic programming for a few hundred accounts (O(n^2)), else
-    multiplied pairwise with FFTs, level by level (O(n log^2 n); rounding ~1e-16 per
-    coefficient, far below any quantile level)."""
-    p = np.asarray(probabilities, dtype=float)
-    if len(p) <= _DIRECT_PMF_MAX:
-        return _pmf_direct(p)
-    return _pmf_fft(p[None, :])[0]
-
-
-def _pmf_fft(p: np.ndarray) -> np.ndarray:
-    """Row-wise Poisson-binomial pmfs of a (rows x accounts) array, by pairwise FFT products.
-
-    Counts above mean + 15 sd + 20 have probability below 1e-40 (Bernstein's inequality) and
-    coefficient k of a product depends only on its factors' coefficients up to k, so every
-    partial product is cut there: the pmf beyond the cut is returned as 0."""
-    rows, n = p.shape
-    cut = int(np.ceil(np.max(p.sum(axis=1) + 15 * np.sqrt((p * (1 - p)).sum(axis=1)) + 20)))
-    size = 1 << (n - 1).bit_length()  # pad with p = 0 accounts, which never churn
-    polys = np.zeros((rows, size, 2))
-    polys[:, :, 0] = 1.0
-    polys[:, :n, 0], polys[:, :n, 1] = 1 - p, p
-    while polys.shape[1] > 1:
-        width = 2 * polys.shape[2] - 1
-        spectra = np.fft.rfft(polys, n=width, axis=2)
-        polys = np.fft.irfft(spectra[:, 0::2] * spectra[:, 1::2], n=width, axis=2)
-        polys = polys[:, :, : cut + 1]
-    pmf = np.zeros((rows, n + 1))
-    kept = min(n + 1, polys.shape[2])
-    pmf[:, :kept] = np.clip(polys[:, 0, :kept], 0.0, None)
-    return pmf / pmf.sum(axis=1, keepdims=True)
-
-
-def _pmf_direct(p: np.ndarray) -> np.ndarray:
-    pmf = np.zeros(len(p) + 1)
-    pmf[0] = 1.0
-    for i, pi in enumerate(p):
-        pmf[1 : i + 2] = pmf[1 : i + 2] * (1 - pi) + pmf[: i + 1] * pi
-        pmf[0] *= 1 - pi
-    return pmf
-
-
-def poisson_binomial_interval(probabilities: np.ndarray, interval: float) -> tuple[int, int]:
-    """Central ``interval`` of the success count: the (1 - interval)/2 and (1 + interval)/2
-    quantiles (smallest k whose cumulative probability reaches each level)."""
-    return _central(poisson_binomial_pmf(probabilities), interval)
-
-
-def _central(pmf: np.ndarray, interval: float) -> tuple[int, int]:
-    cdf = np.cumsum(pmf)
-    levels = np.array([(1 - interval) / 2, (1 + interval) / 2]) - 1e-12
-    lo, hi = np.searchsorted(cdf, levels, side="left")
-    return int(min(lo, len(pmf) - 1)), int(min(hi, len(pmf) - 1))
-
-
 def count_interval(
     probabilities: np.ndarray, interval: float, *, level_sd: float = 0.0
 ) -> tuple[int, int]:
     """Central ``interval`` of the churned-logo count when all odds share one factor
     ``exp(level_sd * z)``, z standard normal: the Poisson-binomial mixed over z by
-    Gauss-Hermite quadrature. ``level_sd`` 0: exactly :func:`poisson_binomial_interval`."""
+    Gauss-Hermite quadrature. ``level_sd`` 0: exactly
+    :func:`models.poisson_binomial.poisson_binomial_interval`."""
     if level_sd == 0:
         return poisson_binomial_interval(probabilities, interval)
     nodes, weights = np.polynomial.hermite_e.hermegauss(_LEVEL_NODES)
     weights = weights / weights.sum()
     p = np.asarray(probabilities, dtype=float)
-    if len(p) <= _DIRECT_PMF_MAX:
-        pmfs = np.array([_pmf_direct(scale_odds(p, level_sd * z)) for z in nodes])
+    if len(p) <= DIRECT_PMF_MAX:
+        pmfs = np.array([pmf_direct(scale_odds(p, level_sd * z)) for z in nodes])
     else:  # all nodes in one batch of FFT products
-        pmfs = _pmf_fft(scale_odds(p[None, :], level_sd * nodes[:, None]))
-    return _central(weights @ pmfs, interval)
+        pmfs = pmf_fft(scale_odds(p[None, :], level_sd * nodes[:, None]))
+    return central_interval(weights @ pmfs, interval)
 
 
 # --- backtest -----------------------------------------------------------------------------------
@@ -507,7 +435,7 @@ def _level_at(
     prior = model_level_sd(group, level_sd)
     if matured_after_days is None:
         return prior
-    known = joined["run_date"] + pd.Timedelta(days=matured_after_days) <= run_date
+    known = matured(joined["run_date"], by=run_date, maturity_days=matured_after_days)
     return level_from_matured(
         same_models(joined[known], group), prior=prior, window_days=matured_after_days
     )

@@ -3,7 +3,9 @@
 A booster that cannot out-rank a logistic regression, a recency/RFM model or the exported health
 score on the latest backtest fold adds complexity and SHAP reasons without adding skill, so the
 promotion gate refuses it (it stays a challenger) and the run says so. The decision is a pure
-function of the backtest table that :func:`models.train.train_model` returns.
+function of the backtest table that :func:`models.train.train_model` returns, and so is the
+whole promotion decision (:func:`promotion_decision`); ``models.registry`` only reads the
+champion's metrics from MLflow and moves the aliases.
 
 The comparison uses the metric the promotion gate uses, averaged over the backtest folds (each
 out of time); the gate's champion comparison stays on the latest fold, where challenger and
@@ -20,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.config import PromotionConfig
+
 BOOSTER = "lightgbm"
+CHAMPION = "champion"  # the current champion, rescored on the backtest folds
 # The models a champion must beat (whichever the backtest holds).
 BASELINES = ("logistic", "rfm", "health_score")
 # Below this many positive test rows (over the folds) the verdict says its evidence is weak.
@@ -158,3 +163,64 @@ def champion_decision(
         return GateDecision(True, "secondary", reason)
     reason = f"not promoted: {metric} ties and {secondary} is not higher: {facts}"
     return GateDecision(False, "tie", reason)
+
+
+def latest_fold(backtest: pd.DataFrame) -> pd.DataFrame:
+    """Metrics of every model on the latest backtest fold, indexed by model."""
+    latest = backtest["fold"].max()
+    return backtest[backtest["fold"] == latest].set_index("model")
+
+
+def promotion_decision(
+    backtest: pd.DataFrame,
+    *,
+    champion_version: str | None,
+    champion_metrics: Mapping[str, float] | None,
+    promotion: PromotionConfig,
+) -> GateDecision:
+    """Whether the new model (``BOOSTER`` rows of ``backtest``) becomes champion: it must beat
+    the baselines (when ``promotion.require_beats_baselines``), and then the champion on the
+    latest backtest fold (:func:`champion_decision`).
+
+    The champion's scores come from the backtest (``CHAMPION`` rows: it was rescored on the
+    same rows) when present, else from its own logged latest-fold metrics
+    (``champion_metrics``: ``latest_<metric>``, a different fold, said in the reason). No
+    champion (``champion_version`` None): the first version becomes champion."""
+    verdict = baseline_verdict(backtest, promotion.metric)
+    if promotion.require_beats_baselines and not verdict.passed:
+        return GateDecision(False, "baselines", f"not promoted: {verdict.reason}")
+    if champion_version is None:
+        return GateDecision(True, "first", "first registered version: becomes champion")
+    metric, secondary = promotion.metric, promotion.secondary_metric
+    latest = latest_fold(backtest)
+    new = latest.loc[BOOSTER]
+    if CHAMPION in latest.index:
+        old = latest.loc[CHAMPION].to_dict()
+        where = f" on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
+        if bool(old["champion_in_sample"]):
+            where += "; the champion saw part of this window in training, so it is favoured"
+    elif champion_metrics and f"latest_{metric}" in champion_metrics:
+        where = " against the champion's own logged latest-fold metrics (not rescored here)"
+        old = {
+            name: champion_metrics.get(f"latest_{name}", float("nan"))
+            for name in (metric, secondary)
+        }
+        old["ece"] = champion_metrics.get("latest_ece", float("inf"))
+    else:
+        return GateDecision(
+            False,
+            "no_comparison",
+            f"champion v{champion_version} has no comparable {metric}: stays champion",
+        )
+    return champion_decision(
+        new.to_dict(),
+        old,
+        metric=metric,
+        secondary=secondary,
+        min_improvement=promotion.min_improvement,
+        tie_tolerance=promotion.tie_tolerance,
+        max_ece_increase=promotion.max_ece_increase,
+        max_secondary_decrease=promotion.max_secondary_decrease,
+        champion=f"champion v{champion_version}",
+        where=where,
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models.dataset import matured
+from models.metrics import REALISED_ECE_BINNING, brier_score, expected_calibration_error
 
 _EPS = 1e-4  # floor for an empty bin's share, so PSI stays finite
 
@@ -643,19 +646,6 @@ def volume_warnings(checks: pd.DataFrame) -> list[str]:
 # --- realised performance -----------------------------------------------------------------------
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> float:
-    """Share-weighted mean |observed rate - mean probability| over equal-width probability bins."""
-    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    if y.size == 0:
-        return float("nan")
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(idx):
-        mask = idx == b
-        total += mask.sum() * abs(y[mask].mean() - p[mask].mean())
-    return float(total / y.size)
-
-
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
     if len(np.unique(y)) < 2:
         return float("nan")
@@ -676,16 +666,16 @@ def join_matured(
     past_predictions: pd.DataFrame,
     labels: pd.DataFrame,
     *,
-    horizon_days: int,
+    maturity_days: int,
     data_end: date | datetime | None = None,
-    lead_days: int = 0,
 ) -> pd.DataFrame:
     """Past scores joined to their outcomes, keeping only matured rows.
 
-    A run date has matured when ``run_date + lead_days + horizon_days <= data_end`` (without
-    ``data_end``, the labels' NA marks are trusted alone); within it a
-    row is kept only if its label is known (labels use NA for censored rows). Predictions are
-    keyed ``(run_date, account_id)``, labels ``(as_of, account_id)`` with ``as_of`` the run date.
+    With ``data_end``, a run date is kept when it has matured by then
+    (:func:`models.dataset.matured`: ``run_date + maturity_days <= data_end``, grace included);
+    without it, the labels' NA marks are trusted alone. Within a run date a row is kept only if
+    its label is known (labels use NA for censored rows). Predictions are keyed ``(run_date,
+    account_id)``, labels ``(as_of, account_id)`` with ``as_of`` the run date.
     """
     _require(past_predictions, ["run_date", "account_id", "churn_probability"], "past_predictions")
     _require(labels, ["as_of", "account_id", "churned"], "labels")
@@ -698,11 +688,11 @@ def join_matured(
         account_id=labels["account_id"].astype(str),
     ).drop(columns=["as_of"])
     lab = lab[[c for c in lab.columns if c not in preds.columns or c in ("run_date", "account_id")]]
-    matured = preds
+    kept = preds
     if data_end is not None:
-        cutoff = _to_timestamp(data_end) - timedelta(days=horizon_days + lead_days)
-        matured = preds[preds["run_date"] <= cutoff]
-    joined = matured.merge(lab, on=["run_date", "account_id"], how="inner", validate="one_to_one")
+        by = _to_timestamp(data_end)
+        kept = preds[matured(preds["run_date"], by=by, maturity_days=maturity_days)]
+    joined = kept.merge(lab, on=["run_date", "account_id"], how="inner", validate="one_to_one")
     joined = joined[joined["churned"].notna()].copy()
     joined["churned"] = joined["churned"].astype(bool)
     return joined.reset_index(drop=True)
@@ -744,15 +734,13 @@ def realised_performance(
     past_predictions: pd.DataFrame,
     labels: pd.DataFrame,
     *,
-    horizon_days: int,
+    maturity_days: int,
     data_end: date | datetime | None = None,
-    lead_days: int = 0,
 ) -> pd.DataFrame:
-    """Per matured run date: rows, churners, AUC, Brier, ECE, predicted vs observed churn rate,
-    churned ARR that was green at scoring time and the share of it flagged as green churn."""
-    joined = join_matured(
-        past_predictions, labels, horizon_days=horizon_days, data_end=data_end, lead_days=lead_days
-    )
+    """Per matured run date: rows, churners, AUC, Brier, ECE (equal-width bins,
+    :data:`models.metrics.REALISED_ECE_BINNING`), predicted vs observed churn rate, churned
+    ARR that was green at scoring time and the share of it flagged as green churn."""
+    joined = join_matured(past_predictions, labels, maturity_days=maturity_days, data_end=data_end)
     rows = []
     for run_date, g in joined.groupby("run_date", sort=True):
         y = g["churned"].to_numpy(dtype=float)
@@ -765,8 +753,8 @@ def realised_performance(
                 "churners": int(y.sum()),
                 "auc": _auc(y, p),
                 "pr_auc": _pr_auc(y, p),
-                "brier": float(np.mean((p - y) ** 2)),
-                "ece": expected_calibration_error(y, p),
+                "brier": brier_score(y, p),
+                "ece": expected_calibration_error(y, p, binning=REALISED_ECE_BINNING),
                 "mean_probability": float(p.mean()),
                 "observed_rate": float(y.mean()),
                 "green_churned_arr": green_arr,

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
+import mlflow.models
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from models.bundle import ModelBundle
 
 BUNDLE_ARTIFACT = "bundle"
 
 
-class BundlePyfunc(mlflow.pyfunc.PythonModel):
+class BundlePyfunc(PythonModel):
     """pyfunc wrapper: raw feature frame in (string categoricals), calibrated probability out."""
 
     def load_context(self, context: Any) -> None:

@@ -1,8 +1,9 @@
 """MLflow as the system of record: runs, registered versions, aliases and the promotion gate.
 
 Each target has a registered model ``<prefix>-<target>``. A new version always gets the alias
-``challenger``; it becomes ``champion`` only when the gate (:func:`models.gate.champion_decision`)
-says so: both scored on the same latest backtest fold, calibration within
+``challenger``; it becomes ``champion`` only when the gate (:func:`models.gate.promotion_decision`,
+a pure function of the backtest and the champion's logged metrics; this module only reads and
+writes MLflow) says so: both scored on the same latest backtest fold, calibration within
 ``promotion.max_ece_increase``, then PR-AUC, and on a PR-AUC tie the churned ARR captured in the
 top decile; the decision names the criterion that decided (the first version becomes champion).
 The registered model's description is a fixed description of the model; each version carries its
@@ -37,7 +38,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 from models.bundle import (
     ArtifactIntegrityError,
@@ -59,10 +61,9 @@ from models.bundle import (
 )
 from models.config import PromotionConfig, TrackingConfig
 from models.dataset import data_fingerprint, target_spec
-from models.evaluation import report_directory
-from models.gate import baseline_verdict, champion_decision
-from models.metrics import METRIC_NAMES
-from models.train import CHAMPION, MODEL, TrainResult
+from models.gate import GateDecision, promotion_decision
+from models.metrics import BACKTEST_ECE_BINNING, METRIC_NAMES, ece_label
+from models.train import MODEL, TrainResult
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -132,15 +133,27 @@ class RegisteredVersion:
 
 
 @dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    criterion: str = ""  # what decided (models.gate.CRITERIA)
+class Tracking:
+    """The MLflow tracking store as a resource: built once at the edge by
+    :func:`configure_tracking` (``pipelines.runtime.tracking_store`` is its one caller in
+    churnlens) and passed to every function of this module, none of which points MLflow
+    anywhere. ``data_dir`` holds the store's default SQLite file, its artifacts and the cache
+    bundles are downloaded into."""
+
+    config: TrackingConfig
+    data_dir: Path
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+
+    def model_name(self, target: str) -> str:
+        return self.config.model_name(target)
 
 
-def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
-    """Point MLflow at the tracking store and make sure the experiment exists with its artifacts
-    under ``<data_dir>/mlartifacts``. Returns the tracking URI."""
+def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> Tracking:
+    """Build the tracking resource: point MLflow's fluent API (runs and model logging) at the
+    tracking store and make sure the experiment exists with its artifacts under
+    ``<data_dir>/mlartifacts``. The only place churnlens sets MLflow's tracking URI."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking.resolved_uri(data_dir)
@@ -155,7 +168,20 @@ def configure_tracking(tracking: TrackingConfig, *, data_dir: Path) -> str:
     experiment = mlflow.set_experiment(tracking.experiment)
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:
         mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, CLASSIC_ML)
-    return uri
+    client = MlflowClient(tracking_uri=uri)
+    return Tracking(tracking, data_dir, uri, client, experiment.experiment_id)
+
+
+def _fluent(tracking: Tracking) -> None:
+    """MLflow's fluent API (start_run, log_model) logs wherever the process points it: refuse
+    to log when that is not this resource's store (a second store configured since)."""
+    current = mlflow.get_tracking_uri()
+    if current != tracking.uri:
+        raise RegistryError(
+            f"MLflow points at {current}, not at this tracking store {tracking.uri}: a second "
+            "store was configured since this one was built; build the resource again "
+            "(models.registry.configure_tracking) before logging to it"
+        )
 
 
 _EXPERIMENT_NOTE = (
@@ -191,36 +217,29 @@ def _git_tags() -> dict[str, str]:
     return {} if commit is None else {GIT_COMMIT_TAG: commit}
 
 
-def open_training_run(tracking: TrackingConfig, *, data_dir: Path, name: str) -> str:
+def open_training_run(tracking: Tracking, *, name: str) -> str:
     """Start the MLflow run of one target's training before it trains (its duration then
     covers training); :func:`log_and_register` logs into it, :func:`close_training_run` ends
     it when training is skipped or fails. Returns the run id."""
-    client = _client(tracking, data_dir)
-    experiment = mlflow.get_experiment_by_name(tracking.experiment)
-    run = client.create_run(
-        experiment.experiment_id,
+    run = tracking.client.create_run(
+        tracking.experiment_id,
         run_name=name,
         tags={**_git_tags(), NOTE_TAG: f"training {name} (running)"},
     )
     return run.info.run_id
 
 
-def close_training_run(run_id: str, *, status: str, note: str) -> None:
+def close_training_run(tracking: Tracking, run_id: str, *, status: str, note: str) -> None:
     """End a run :func:`open_training_run` started whose training did not finish (``status``
     FAILED or KILLED), saying why in its description."""
-    client = MlflowClient()
-    client.set_tag(run_id, NOTE_TAG, note)
-    client.set_terminated(run_id, status=status)
-
-
-def _client(tracking: TrackingConfig, data_dir: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=configure_tracking(tracking, data_dir=data_dir))
+    tracking.client.set_tag(run_id, NOTE_TAG, note)
+    tracking.client.set_terminated(run_id, status=status)
 
 
 def bundle_signature(bundle: ModelBundle, sample: pd.DataFrame | None) -> ModelSignature:
     """Input schema from the training frame's dtypes, with categoricals as strings (never as
     pandas ``category``, which the pyfunc path mangles: mlflow#12910). All columns optional."""
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         ColSpec(_mlflow_type(name, bundle, sample), name, required=False)
         for name in bundle.feature_names
     ]
@@ -240,59 +259,6 @@ def _mlflow_type(name: str, bundle: ModelBundle, sample: pd.DataFrame | None) ->
     return "double"
 
 
-def promotion_decision(
-    result: TrainResult,
-    *,
-    champion_version: str | None,
-    champion_metrics: dict[str, float] | None,
-    promotion: PromotionConfig,
-) -> PromotionDecision:
-    """Compare the new model with the champion on the latest backtest fold.
-
-    The champion's scores come from the backtest (``previous`` passed to training) when present,
-    else from the champion run's logged latest-fold metrics (a different fold, said in reason).
-    """
-    verdict = baseline_verdict(result.backtest, promotion.metric)
-    if promotion.require_beats_baselines and not verdict.passed:
-        return PromotionDecision(False, f"not promoted: {verdict.reason}", "baselines")
-    if champion_version is None:
-        return PromotionDecision(True, "first registered version: becomes champion", "first")
-    metric, secondary = promotion.metric, promotion.secondary_metric
-    latest = result.latest_fold()
-    new = latest.loc[MODEL]
-    if CHAMPION in latest.index:
-        old = latest.loc[CHAMPION].to_dict()
-        where = f" on the latest backtest fold (test from {new['test_start']:%Y-%m-%d})"
-        if bool(old["champion_in_sample"]):
-            where += "; the champion saw part of this window in training, so it is favoured"
-    elif champion_metrics and f"latest_{metric}" in champion_metrics:
-        where = " against the champion's own logged latest-fold metrics (not rescored here)"
-        old = {
-            name: champion_metrics.get(f"latest_{name}", float("nan"))
-            for name in (metric, secondary)
-        }
-        old["ece"] = champion_metrics.get("latest_ece", float("inf"))
-    else:
-        return PromotionDecision(
-            False,
-            f"champion v{champion_version} has no comparable {metric}: stays champion",
-            "no_comparison",
-        )
-    decision = champion_decision(
-        new.to_dict(),
-        old,
-        metric=metric,
-        secondary=secondary,
-        min_improvement=promotion.min_improvement,
-        tie_tolerance=promotion.tie_tolerance,
-        max_ece_increase=promotion.max_ece_increase,
-        max_secondary_decrease=promotion.max_secondary_decrease,
-        champion=f"champion v{champion_version}",
-        where=where,
-    )
-    return PromotionDecision(decision.promote, decision.reason, decision.criterion)
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -307,27 +273,29 @@ def _current_version(client: MlflowClient, name: str, alias: str) -> str | None:
 def log_and_register(
     result: TrainResult,
     *,
-    tracking: TrackingConfig,
-    data_dir: Path,
+    tracking: Tracking,
     run_name: str,
     dataset_info: dict[str, Any] | None = None,
     promotion: PromotionConfig | None = None,
     run_id: str | None = None,
     training_frame: pd.DataFrame | None = None,
+    report_dir: Path | None = None,
 ) -> RegisteredVersion:
     """Log one target's training run, register a version, alias it ``challenger`` and apply the
     promotion gate (``promotion`` defaults to ``result.config.promotion``).
 
     ``run_id``: the run :func:`open_training_run` opened before training (else a new run is
     started here); ``training_frame``: the rows the model was trained on, logged as the run's
-    dataset input (without it, the latest-fold sample explained in the SHAP summary is)."""
-    client = _client(tracking, data_dir)
+    dataset input (without it, the latest-fold sample explained in the SHAP summary is);
+    ``report_dir``: the folder :func:`models.evaluation.write_report` wrote, logged with the
+    run under ``evaluation/`` (nothing is written here)."""
+    _fluent(tracking)
+    client = tracking.client
     name = tracking.model_name(result.target)
     info = result.dataset_info | (dataset_info or {})
     started = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
     with started as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(_git_tags())
-        report_dir = report_directory(Path(data_dir), result.target, _training_date(info))
         _log_run(result, info, Path(tmp), report_dir=report_dir)
         _log_dataset(result, info, training_frame)
         hashes = _log_bundle_hashes(Path(tmp) / BUNDLE_ARTIFACT)
@@ -354,7 +322,7 @@ def log_and_register(
             client.get_run(_run_id(client, name, champion)).data.metrics if champion else None
         )
         decision = promotion_decision(
-            result,
+            result.backtest,
             champion_version=champion,
             champion_metrics=champion_metrics,
             promotion=promotion or result.config.promotion,
@@ -383,14 +351,6 @@ def log_and_register(
         reason=decision.reason,
         champion_version=version if decision.promote else str(champion),
     )
-
-
-def _training_date(info: dict[str, Any]) -> date | None:
-    """The training run's date (the flow's ``run_date``, else the last as_of trained on)."""
-    for key in ("run_date", "as_of_end"):
-        if info.get(key):
-            return date.fromisoformat(str(info[key])[:10])
-    return None
 
 
 def input_example(bundle: ModelBundle, sample: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -446,7 +406,7 @@ def _log_dataset(result: TrainResult, info: dict[str, Any], frame: pd.DataFrame 
 def _pandas_dataset(
     frame: pd.DataFrame, result: TrainResult, info: dict[str, Any], label: str, fingerprint: str
 ) -> Any:
-    return mlflow.data.from_pandas(
+    return from_pandas(
         frame,
         name=f"{result.target}-training-{info.get('as_of_start')}..{info.get('as_of_end')}",
         targets=label if label in frame else None,
@@ -459,13 +419,11 @@ def _latest_line(result: TrainResult) -> str:
     return (
         f"latest fold (test from {pd.Timestamp(row['test_start']):%Y-%m-%d}): PR-AUC "
         f"{row['pr_auc']:.3f}, ROC-AUC {row['roc_auc']:.3f}, churned ARR in the top 10% "
-        f"{row['arr_captured_top10']:.0%}, ECE {row['ece']:.4f}"
+        f"{row['arr_captured_top10']:.0%}, {ece_label(BACKTEST_ECE_BINNING)} {row['ece']:.4f}"
     )
 
 
-def version_description(
-    result: TrainResult, info: dict[str, Any], decision: PromotionDecision
-) -> str:
+def version_description(result: TrainResult, info: dict[str, Any], decision: GateDecision) -> str:
     """What this version is: target, data, latest-fold metrics and the gate's decision."""
     return (
         f"churnlens {result.target} model ({TARGET_DESCRIPTIONS.get(result.target, '')}), "
@@ -476,7 +434,7 @@ def version_description(
 
 
 def run_description(
-    result: TrainResult, info: dict[str, Any], decision: PromotionDecision, version: str
+    result: TrainResult, info: dict[str, Any], decision: GateDecision, version: str
 ) -> str:
     """The run's description (``mlflow.note.content``, Markdown in the MLflow UI)."""
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in result.timings.items())
@@ -536,10 +494,17 @@ def _ensure_registered(client: MlflowClient, name: str, target: str) -> str:
 
 
 def _run_id(client: MlflowClient, name: str, version: str) -> str:
-    return client.get_model_version(name, version).run_id
+    run_id = client.get_model_version(name, version).run_id
+    if run_id is None:
+        raise RegistryError(
+            f"{name} v{version} records no training run (registered outside churnlens)"
+        )
+    return run_id
 
 
-def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path) -> None:
+def _log_run(
+    result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir: Path | None
+) -> None:
     """Params, config, data window, fingerprint, features, metrics, plots and report; saves
     the bundle into ``tmp/bundle`` for the model to log."""
     mlflow.log_params({f"lgb.{k}": v for k, v in result.bundle.params.items()})
@@ -583,11 +548,8 @@ def _log_run(result: TrainResult, info: dict[str, Any], tmp: Path, *, report_dir
         )
     result.backtest.to_csv(tmp / "backtest.csv", index=False)
     mlflow.log_artifact(str(tmp / "backtest.csv"))
-    if result.report_path is None:
-        from models.evaluation import write_report
-
-        write_report(result, report_dir)
-    mlflow.log_artifacts(str(result.report_path.parent), "evaluation")
+    if report_dir is not None:
+        mlflow.log_artifacts(str(report_dir), "evaluation")
     result.bundle.save(tmp / BUNDLE_ARTIFACT)  # logged once, as the pyfunc model's artifact
 
 
@@ -661,11 +623,9 @@ def _record_event(
     client.set_model_version_tag(name, version, EVENTS_TAG, json.dumps(events))
 
 
-def promote(
-    *, tracking: TrackingConfig, data_dir: Path, target: str, version: str, reason: str = "manual"
-) -> str:
+def promote(*, tracking: Tracking, target: str, version: int, reason: str = "manual") -> str:
     """Make ``version`` the champion (recorded with timestamp and reason); returns the message."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     try:
         client.get_model_version(name, str(version))
@@ -677,13 +637,11 @@ def promote(
     return f"{name} v{version} is now champion"
 
 
-def rollback(
-    *, tracking: TrackingConfig, data_dir: Path, target: str, reason: str = "manual"
-) -> str:
+def rollback(*, tracking: Tracking, target: str, reason: str = "manual") -> str:
     """Give the champion alias back to the version that held it before the current champion,
     popping it off the history, so the next rollback goes one further back (versions deleted
     since are skipped)."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     current = _current_version(client, name, CHAMPION_ALIAS)
     if current is None:
@@ -717,13 +675,11 @@ def rollback(
     return f"{name}: champion rolled back from v{current} to v{previous}"
 
 
-def list_versions(
-    *, tracking: TrackingConfig, data_dir: Path, target: str | None = None
-) -> pd.DataFrame:
+def list_versions(*, tracking: Tracking, target: str | None = None) -> pd.DataFrame:
     """One row per registered version (of ``target``, or of every churnlens target): aliases,
     run, creation time, latest-fold metrics and the promotion gate's verdict."""
-    client = _client(tracking, data_dir)
-    names = [tracking.model_name(target)] if target else _registered_names(client, tracking)
+    client = tracking.client
+    names = [tracking.model_name(target)] if target else _registered_names(client, tracking.config)
     rows = [row for name in names for row in _version_rows(client, name, target is not None)]
     if not rows:
         raise RegistryError(
@@ -732,13 +688,13 @@ def list_versions(
     return pd.DataFrame(rows).sort_values(["model", "version"]).reset_index(drop=True)
 
 
-def version_metrics(*, tracking: TrackingConfig, data_dir: Path, model: str) -> dict[str, float]:
+def version_metrics(*, tracking: Tracking, model: str) -> dict[str, float]:
     """Metrics logged with the version that scores name ``model`` (``churnlens-churn v3``, as
     :class:`ModelRef` prints it); empty when the registry does not hold that version."""
     name, _, version = model.rpartition(" v")
     if not name or not version.isdigit():
         return {}
-    client = _client(tracking, data_dir)
+    client = tracking.client
     try:
         return dict(client.get_run(_run_id(client, name, version)).data.metrics)
     except MlflowException:
@@ -779,7 +735,7 @@ def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[
         raise RegistryError(f"no registered model {name}: train it first") from exc
     rows = []
     for mv in client.search_model_versions(f"name = {_filter_literal(name)}"):
-        metrics = client.get_run(mv.run_id).data.metrics
+        metrics = client.get_run(_run_id(client, name, str(mv.version))).data.metrics
         rows.append(
             {
                 "model": name,
@@ -800,8 +756,7 @@ def _version_rows(client: MlflowClient, name: str, required: bool) -> list[dict[
 
 def load_bundle(
     *,
-    tracking: TrackingConfig,
-    data_dir: Path,
+    tracking: Tracking,
     target: str,
     alias: str = CHAMPION_ALIAS,
     version: int | None = None,
@@ -813,7 +768,7 @@ def load_bundle(
     store (plus everything :meth:`ModelBundle.load` checks); its feature list must match the
     run's logged one. Problems with the files raise :class:`ArtifactIntegrityError` naming the
     model, version and artifact location."""
-    client = _client(tracking, data_dir)
+    client = tracking.client
     name = tracking.model_name(target)
     try:
         if version is None:
@@ -833,21 +788,24 @@ def load_bundle(
         name=name,
         version=str(mv.version),
         alias=alias if version is None else None,
-        run_id=mv.run_id,
+        run_id=_run_id(client, name, str(mv.version)),
     )
     expected = _recorded_hashes(mv.tags, ref)
-    cache = Path(data_dir).resolve() / "model_cache"
+    cache = tracking.data_dir / "model_cache"
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=f"{name}-v{mv.version}-") as tmp:
-        location = _bundle_location(client, ref, Path(tmp))
+        location = _bundle_location(tracking, ref, Path(tmp))
         source = f"{ref} (bundle at {location})"
-        path = _download(location, Path(tmp) / BUNDLE_ARTIFACT, source=source)
+        path = _download(tracking, location, Path(tmp) / BUNDLE_ARTIFACT, source=source)
         bundle = ModelBundle.load(
             path, strict_versions=strict_versions, source=source, expected_sha256=expected
         )
     features_uri = f"runs:/{mv.run_id}/{FEATURES_ARTIFACT}"
     try:
-        logged = mlflow.artifacts.load_dict(features_uri)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            logged = json.loads(
+                Path(client.download_artifacts(ref.run_id, FEATURES_ARTIFACT, tmp)).read_text()
+            )
     except (MlflowException, OSError, ValueError) as exc:
         raise ArtifactIntegrityError(
             f"{ref}: cannot read the run's feature list {features_uri} ({exc})"
@@ -869,11 +827,12 @@ def _recorded_hashes(tags: dict[str, str], ref: ModelRef) -> dict[str, str]:
     return dict(json.loads(tags[HASHES_TAG]))
 
 
-def _bundle_location(client: MlflowClient, ref: ModelRef, tmp: Path) -> str:
+def _bundle_location(tracking: Tracking, ref: ModelRef, tmp: Path) -> str:
     """URI of the bundle inside the registered version's model artifact, as its MLmodel
     file names it."""
-    root = client.get_model_version_download_uri(ref.name, ref.version)
-    mlmodel = _download(f"{root}/MLmodel", tmp / "MLmodel", source=f"{ref} (model at {root})")
+    root = tracking.client.get_model_version_download_uri(ref.name, ref.version)
+    source = f"{ref} (model at {root})"
+    mlmodel = _download(tracking, f"{root}/MLmodel", tmp / "MLmodel", source=source)
     flavor = Model.load(mlmodel).flavors.get("python_function", {})
     relative = flavor.get("artifacts", {}).get(BUNDLE_ARTIFACT, {}).get("path")
     if not relative:
@@ -883,13 +842,13 @@ def _bundle_location(client: MlflowClient, ref: ModelRef, tmp: Path) -> str:
     return f"{root}/{relative}"
 
 
-def _download(uri: str, destination: Path, *, source: str) -> Path:
+def _download(tracking: Tracking, uri: str, destination: Path, *, source: str) -> Path:
     """Download one artifact file or folder to ``destination``; a missing one is an
     :class:`ArtifactIntegrityError` naming ``source`` and ``uri``."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(destination.parent)
+            artifact_uri=uri, dst_path=str(destination.parent), tracking_uri=tracking.uri
         )
     except (MlflowException, OSError) as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

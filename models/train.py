@@ -38,7 +38,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -68,17 +67,15 @@ from models.dataset import (
     target_spec,
     target_value,
 )
-from models.forecast import LEVEL_SD_METRIC, level_spread
-from models.gate import Verdict, baseline_verdict
-from models.metrics import METRIC_NAMES, score_metrics
+from models.gate import BOOSTER, CHAMPION, Verdict, baseline_verdict, latest_fold
+from models.metrics import LEVEL_SD_METRIC, METRIC_NAMES, level_spread, score_metrics
 from models.tuning import LIGHTGBM_SEARCHED, TunedFit, search_params
 from models.value import fit_contraction_value, fit_expansion_value
 
-MODEL = "lightgbm"
+MODEL = BOOSTER
 HEALTH = "health_score"
 LOGISTIC = "logistic"
 RFM = "rfm"
-CHAMPION = "champion"
 SHAP_SAMPLE_ROWS = 2000
 # Tuning is skipped when the window it would search on has fewer positives than this: a few
 # dozen churned accounts cannot tell trial log-losses apart, and the search then over-fits.
@@ -110,16 +107,12 @@ class TrainResult:
     config: ModelConfig
     shap_sample: pd.DataFrame | None = None  # latest-fold rows explained in the SHAP summary
     timings: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    report_path: Path | None = None
     reductions: list[str] = field(default_factory=list)  # what small data made us reduce, why
     verdict: Verdict | None = None  # does the booster beat the baselines (models.gate)
-    realised_comparison: pd.DataFrame | None = None  # earlier champions (models.evaluation)
 
     def latest_fold(self) -> pd.DataFrame:
         """Metrics of every model on the latest backtest fold, indexed by model."""
-        latest = self.backtest["fold"].max()
-        return self.backtest[self.backtest["fold"] == latest].set_index("model")
+        return latest_fold(self.backtest)
 
 
 def base_params(config: ModelConfig) -> dict[str, Any]:
@@ -195,13 +188,14 @@ def fit_bundle(
             callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
     booster = _truncate(booster)
-    margin = booster.predict(valid_X, raw_score=True)
+    margin = np.asarray(booster.predict(valid_X, raw_score=True))
     calibrator, scores = choose_calibrator(margin, valid_y, method=config.calibration)
     booster_rows = frame.iloc[split.fit_rows]
     if config.refit:
         booster_rows = frame
         booster = lgb.train(params, lgb.Dataset(matrix, y), num_boost_round=booster.num_trees())
-        offset = level_offset(calibrator, margin, booster.predict(valid_X, raw_score=True))
+        refit_margin = np.asarray(booster.predict(valid_X, raw_score=True))
+        offset = level_offset(calibrator, margin, refit_margin)
         calibrator = ShiftedCalibrator(calibrator, offset)
     used = {
         **params,
@@ -336,8 +330,6 @@ def train_model(
     gap_days: int,
     health_available: bool | None = None,
     previous: ModelBundle | None = None,
-    output_dir: Path | None = None,
-    realised: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Tune, backtest (LightGBM vs baselines on the same rolling-origin folds), then fit the
     final bundle on the whole dataset (a :func:`models.dataset.training_frame`).
@@ -345,9 +337,9 @@ def train_model(
     ``gap_days`` is the label gap (``features.config.LabelConfig.maturity_days``); the health-score
     baseline runs when ``health_score`` has values unless ``health_available`` is False;
     ``previous`` is the current champion, scored as-is on every fold (skipped with a warning when
-    the dataset lacks its features). With ``output_dir``, the plots and evaluation report are
-    written there (``realised``: earlier champions' realised metrics for the report, see
-    :func:`models.evaluation.write_report`).
+    the dataset lacks its features). Writes nothing: the evaluation report is
+    :func:`models.evaluation.write_report` of the result, the MLflow run
+    :func:`models.registry.log_and_register`.
     """
     clock = time.perf_counter()
     spec = target_spec(target)
@@ -411,10 +403,6 @@ def train_model(
         logger.warning(
             "%s: the booster %s; the promotion gate will refuse it", target, verdict.reason
         )
-    if output_dir is not None:
-        from models.evaluation import write_report
-
-        write_report(result, Path(output_dir), realised=realised)
     result.timings["total_s"] = time.perf_counter() - clock
     return result
 

@@ -17,7 +17,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.runtime import NORMAL, QUIET, VERBOSE, shadowing_message, shadowing_packages
+from pipelines.runtime import (
+    NORMAL,
+    QUIET,
+    VERBOSE,
+    shadowing_message,
+    shadowing_packages,
+    tracking_store,
+)
 
 # Before the imports below pick them up: a `models/` package (or models.py) in the working
 # directory, on sys.path with `python -m` or PYTHONPATH=., would stand in for churnlens's own.
@@ -439,8 +446,9 @@ def predict(
     settings = _settings(config)
     try:
         wanted = read_rows(rows)
-        where = {"tracking": settings.tracking, "data_dir": settings.data_dir, "target": target}
-        bundle, ref = load_bundle(**where, alias=alias, version=model_version)
+        bundle, ref = load_bundle(
+            tracking=tracking_store(settings), target=target, alias=alias, version=model_version
+        )
         last = wanted["as_of"].max().date()
         with open_warehouse(settings) as wh:
             report = stage_sources(wh, settings, reference_time=data_horizon(last))
@@ -537,11 +545,10 @@ def demo(
 @models_app.command("list")
 def models_list(config: ConfigOption = None) -> None:
     """Registered model versions with their aliases and headline metrics."""
-    from models.registry import configure_tracking, list_versions
+    from models.registry import list_versions
 
     settings = _settings(config)
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
-    frame = list_versions(tracking=settings.tracking, data_dir=settings.data_dir)
+    frame = list_versions(tracking=tracking_store(settings))
     prefix = settings.tracking.model_name_prefix + "-"
     frame["model"] = frame["model"].str.removeprefix(prefix)
     title = f"Registered models ({prefix}<target>)"
@@ -568,7 +575,7 @@ _VERSION_COLUMNS = {
     "created": "created",
     "latest_pr_auc": "PR-AUC",
     "latest_arr_captured_top10": "ARR@10%",
-    "latest_ece": "ECE",
+    "latest_ece": "ECE (equal-count bins)",  # models.metrics.BACKTEST_ECE_BINNING
 }
 
 
@@ -590,20 +597,11 @@ def promote(
     config: ConfigOption = None,
 ) -> None:
     """Make a version the champion (recorded with the reason)."""
-    from models.registry import configure_tracking
     from models.registry import promote as promote_version
 
     settings = _settings(config)
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
-    console.print(
-        promote_version(
-            tracking=settings.tracking,
-            data_dir=settings.data_dir,
-            target=target,
-            version=version,
-            reason=reason,
-        )
-    )
+    tracking = tracking_store(settings)
+    console.print(promote_version(tracking=tracking, target=target, version=version, reason=reason))
 
 
 @models_app.command()
@@ -613,16 +611,10 @@ def rollback(
     config: ConfigOption = None,
 ) -> None:
     """Give the champion alias back to the previous champion (recorded with the reason)."""
-    from models.registry import configure_tracking
     from models.registry import rollback as rollback_version
 
     settings = _settings(config)
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
-    console.print(
-        rollback_version(
-            tracking=settings.tracking, data_dir=settings.data_dir, target=target, reason=reason
-        )
-    )
+    console.print(rollback_version(tracking=tracking_store(settings), target=target, reason=reason))
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from features.volumes import source_volumes
 from features.warehouse import Warehouse
 from models.bundle import FeatureMismatchError, LibraryVersionError, ModelBundle
 from models.dataset import target_spec, training_frame
-from models.evaluation import report_directory
+from models.evaluation import EvaluationReport, report_directory, write_report
+from models.metrics import BACKTEST_ECE_BINNING, ece_label
 from models.monitoring import (
     WeeklyMonitoring,
     reference_for_bundle,
@@ -41,8 +42,9 @@ from models.monitoring import (
     write_monitoring,
 )
 from models.registry import (
+    RegisteredVersion,
+    Tracking,
     close_training_run,
-    configure_tracking,
     load_bundle,
     log_and_register,
     open_training_run,
@@ -51,7 +53,7 @@ from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.reporting import realised_by_champion
-from pipelines.runtime import stop_requested
+from pipelines.runtime import stop_requested, tracking_store
 from serving.changes import week_over_week
 from serving.delivery import DeliveryReport, deliver_run
 from serving.expansion_signals import add_expansion_signals, staged_products_in_force
@@ -122,7 +124,11 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
-_IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _is_transient}
+_IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 5,
+    "retry_condition_fn": _is_transient,
+}
 
 
 def _settings(config: str | None) -> Settings:
@@ -214,6 +220,7 @@ def training_data(
     reference_time: datetime,
     grid: list[datetime],
     data_end: datetime,
+    tracking: Tracking,
 ) -> tuple[SourceReport, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """Validate and stage the sources, then build features and labels on the grid, and what
     earlier churn champions realised on their matured weekly scores (None before any)."""
@@ -229,7 +236,7 @@ def training_data(
             data_end=data_end,
             active=settings.features.active,
         )
-        realised = realised_by_champion(wh, settings, data_end.date())
+        realised = realised_by_champion(wh, settings, data_end.date(), tracking=tracking)
     logger = get_run_logger()
     logger.info(
         "built %d feature rows x %d columns for %d observation date(s)",
@@ -249,12 +256,9 @@ def fit(
     settings: Settings,
     health_available: bool,
     previous: ModelBundle | None,
-    realised: pd.DataFrame | None = None,
-    run_date: date | None = None,
 ) -> TrainResult | SkippedTarget:
     """Train one target; a target the data cannot train or calibrate is skipped with the
-    reason (the others go on). The evaluation report is kept per training date
-    (``<data_dir>/evaluation/<target>/<run_date>/``)."""
+    reason (the others go on). Writes nothing (the report is its own task)."""
     model = settings.model
     logger = get_run_logger()
     reason = untrainable_reason(dataset, target)
@@ -277,8 +281,6 @@ def fit(
                 gap_days=settings.features.labels.maturity_days,
                 health_available=health_available,
                 previous=previous,
-                output_dir=report_directory(settings.data_dir, target, run_date),
-                realised=realised,
             )
         except ValueError as exc:  # calibration slice with one class, folds without rows, ...
             reason = str(exc)
@@ -290,7 +292,7 @@ def fit(
     return SkippedTarget(target, reason)
 
 
-def _training_summary(result: Any) -> list[str]:
+def _training_summary(result: TrainResult) -> list[str]:
     """What a data scientist wants from the log: time spent, and the latest fold per model."""
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in result.timings.items())
     lines = [f"{result.target}: {timings}"]
@@ -299,46 +301,59 @@ def _training_summary(result: Any) -> list[str]:
         lines.append(
             f"{result.target} latest fold, {name}: PR-AUC {row['pr_auc']:.3f}, "
             f"ROC-AUC {row['roc_auc']:.3f}, ARR in top 10% {row['arr_captured_top10']:.0%}, "
-            f"ECE {row['ece']:.3f}"
+            f"{ece_label(BACKTEST_ECE_BINNING)} {row['ece']:.3f}"
         )
     lines += [f"{result.target}: adapted to the data: {r}" for r in result.reductions]
     if result.verdict is not None:
         lines.append(f"{result.target} against the baselines: {result.verdict.reason}")
-    if result.report_path:
-        lines.append(f"{result.target} evaluation report: {result.report_path}")
     return lines
+
+
+@task(name="write-evaluation-report", cache_policy=NO_CACHE)
+def evaluation_report(
+    result: TrainResult,
+    settings: Settings,
+    run_date: date,
+    realised: pd.DataFrame | None = None,
+) -> EvaluationReport:
+    """Plots and the evaluation report of one training run, kept per training date
+    (``<data_dir>/evaluation/<target>/<run_date>/``); ``realised``: what earlier champions
+    realised, for the report's comparison."""
+    directory = report_directory(settings.data_dir, result.target, run_date)
+    report = write_report(result, directory, realised=realised)
+    get_run_logger().info("%s evaluation report: %s", result.target, report.html)
+    return report
 
 
 @task(name="log-and-register", cache_policy=NO_CACHE, **_IO_RETRIES)
 def register(
-    result: Any,
-    settings: Settings,
+    result: TrainResult,
+    tracking: Tracking,
     run_name: str,
     dataset_info: dict,
     run_id: str | None = None,
     dataset: pd.DataFrame | None = None,
-) -> Any:
-    """Log the run (``run_id``: the one opened before training, so its duration covers it),
-    register a version and apply the promotion gate."""
+    report: EvaluationReport | None = None,
+) -> RegisteredVersion:
+    """Log the run (``run_id``: the one opened before training, so its duration covers it)
+    with its evaluation report, register a version and apply the promotion gate."""
     registered = log_and_register(
         result,
-        tracking=settings.tracking,
-        data_dir=settings.data_dir,
+        tracking=tracking,
         run_name=run_name,
         dataset_info=dataset_info,
         run_id=run_id,
         training_frame=dataset,
+        report_dir=report.directory if report is not None else None,
     )
     get_run_logger().info("%s", registered.summary())
     return registered
 
 
 @task(name="load-model", cache_policy=NO_CACHE, **_IO_RETRIES)
-def load_model(settings: Settings, target: str, alias: str) -> tuple[ModelBundle, Any] | None:
+def load_model(tracking: Tracking, target: str, alias: str) -> tuple[ModelBundle, Any] | None:
     try:
-        return load_bundle(
-            tracking=settings.tracking, data_dir=settings.data_dir, target=target, alias=alias
-        )
+        return load_bundle(tracking=tracking, target=target, alias=alias)
     except LookupError:
         if target == "churn":
             raise
@@ -548,7 +563,7 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
     A target the data cannot train or calibrate is skipped and listed with its reason under
     ``skipped``; the run fails only when no target could be trained."""
     settings = _settings(config)
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    tracking = tracking_store(settings)
     obs = settings.features.observation
     grid = observation_dates(
         run_date - timedelta(days=obs.history_days),
@@ -558,33 +573,25 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
     )
     connect = warehouse_factory(settings)
     report, features, labels, realised = training_data(
-        connect, settings, data_horizon(run_date), grid, end_of(run_date)
+        connect, settings, data_horizon(run_date), grid, end_of(run_date), tracking
     )
     health = "health_scores" in report.available
-    registered: dict[str, Any] = {}
+    registered: dict[str, RegisteredVersion] = {}
     skipped: dict[str, str] = {}
     for target in settings.model.targets:
-        previous = _champion_or_none(settings, target)
+        previous = _champion_or_none(tracking, target)
         dataset = training_frame(features, labels, target=target)
         earlier = realised if target == "churn" else None
         run_name = f"{target}-{run_date}"
         # the MLflow run opens before training, so its duration covers the training itself
-        run_id = open_training_run(settings.tracking, data_dir=settings.data_dir, name=run_name)
+        run_id = open_training_run(tracking, name=run_name)
         try:
-            result = fit(
-                dataset,
-                target,
-                settings,
-                health,
-                previous[0] if previous else None,
-                earlier,
-                run_date,
-            )
+            result = fit(dataset, target, settings, health, previous[0] if previous else None)
         except BaseException as exc:
-            close_training_run(run_id, status="FAILED", note=f"training failed: {exc}")
+            close_training_run(tracking, run_id, status="FAILED", note=f"training failed: {exc}")
             raise
         if isinstance(result, SkippedTarget):
-            close_training_run(run_id, status="KILLED", note=f"skipped: {result.reason}")
+            close_training_run(tracking, run_id, status="KILLED", note=f"skipped: {result.reason}")
             skipped[target] = result.reason
             continue
         # What the look-ahead guard compares run dates with: the model saw data up to here.
@@ -599,7 +606,8 @@ def train(run_date: date, config: str | None = None) -> dict[str, Any]:
             "rows": len(dataset),
             "sources": report.available,
         }
-        registered[target] = register(result, settings, run_name, info, run_id, dataset)
+        evaluation = evaluation_report(result, settings, run_date, earlier)
+        registered[target] = register(result, tracking, run_name, info, run_id, dataset, evaluation)
     if not registered:
         raise NothingTrainedError(run_date, skipped)
     return {
@@ -617,11 +625,9 @@ class NothingTrainedError(ValueError):
         super().__init__(f"no model trained for run date {run_date.isoformat()}: {reasons}")
 
 
-def _champion_or_none(settings: Settings, target: str) -> tuple[ModelBundle, Any] | None:
+def _champion_or_none(tracking: Tracking, target: str) -> tuple[ModelBundle, Any] | None:
     try:
-        return load_bundle(
-            tracking=settings.tracking, data_dir=settings.data_dir, target=target, alias="champion"
-        )
+        return load_bundle(tracking=tracking, target=target, alias="champion")
     except LookupError:
         return None
 
@@ -638,10 +644,10 @@ def weekly_score(
     started_at = datetime.now(UTC)
     run_date = run_date or started_at.date()
     settings = _settings(config)
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
-    churn = load_model(settings, "churn", "champion")
-    expansion = load_model(settings, "expansion", "champion")
-    contraction = _champion_or_none(settings, "contraction")  # optional: GRR forecast input
+    tracking = tracking_store(settings)
+    churn = load_model(tracking, "churn", "champion")
+    expansion = load_model(tracking, "expansion", "champion")
+    contraction = _champion_or_none(tracking, "contraction")  # optional: GRR forecast input
     for loaded in (churn, expansion, contraction):
         if loaded is not None:
             check_lookahead(loaded[0], run_date, allow=allow_lookahead)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,10 @@ from features.retention import (
 )
 from features.validation import SourceReport
 from features.warehouse import Warehouse, qualified
-from models.forecast import LEVEL_SD_METRIC, backtest_forecast, forecast_level, forecast_next_period
+from models.dataset import matured as matured_by
+from models.forecast import backtest_forecast, forecast_level, forecast_next_period
 from models.health_audit import HealthAudit, audit_health_score
-from models.metrics import score_metrics
+from models.metrics import LEVEL_SD_METRIC, score_metrics
 from models.monitoring import (
     estimate_history,
     join_matured,
@@ -45,9 +46,10 @@ from models.monitoring import (
     realised_performance,
 )
 from models.performance_estimate import estimate_vs_realised
-from models.registry import configure_tracking, load_bundle, version_metrics
+from models.registry import Tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
+from pipelines.runtime import tracking_store
 from serving.churn_reasons import churn_reasons_section, read_stated_reasons, review_churn_reasons
 from serving.expansion_signals import (
     add_expansion_signals,
@@ -162,7 +164,9 @@ def _matured_outcomes(
     """Labels of past run dates whose label window has closed by ``run_date``."""
     labels_cfg = settings.features.labels
     maturity = settings.features.labels.maturity_days
-    matured = [d for d in history.run_dates if d + timedelta(days=maturity) <= run_date]
+    dates = pd.Series(list(history.run_dates), dtype=object)
+    known = matured_by(dates, by=pd.Timestamp(run_date), maturity_days=maturity)
+    matured = [d for d, ok in zip(history.run_dates, known, strict=True) if ok]
     if not matured:
         return None
     return build_labels(
@@ -177,7 +181,9 @@ def _matured_outcomes(
 REALISED_METRICS = ("pr_auc", "roc_auc", "arr_captured_top10", "observed_expected")
 
 
-def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> pd.DataFrame | None:
+def realised_by_champion(
+    wh: Warehouse, settings: Settings, run_date: date, *, tracking: Tracking
+) -> pd.DataFrame | None:
     """Each earlier churn model whose weekly scores have matured by ``run_date``: the latest-fold
     metric it was registered with (``backtest``) beside the same metric on its own matured
     scores (``realised``), for the evaluation report (``models.evaluation``). The warehouse must
@@ -189,17 +195,10 @@ def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> p
     if outcomes is None:
         return None
     labels = settings.features.labels
-    joined = join_matured(
-        history.predictions,
-        outcomes,
-        horizon_days=labels.horizon_days,
-        lead_days=labels.lead_days,
-    )
+    joined = join_matured(history.predictions, outcomes, maturity_days=labels.maturity_days)
     rows = []
     for model, scored in joined.groupby("churn_model", sort=True):
-        logged = version_metrics(
-            tracking=settings.tracking, data_dir=settings.data_dir, model=model
-        )
+        logged = version_metrics(tracking=tracking, model=model)
         y = scored["churned"].to_numpy(dtype=int)
         arr = scored["arr"].to_numpy(dtype=float) if "arr" in scored else np.ones(len(y))
         realised = score_metrics(
@@ -221,7 +220,7 @@ def realised_by_champion(wh: Warehouse, settings: Settings, run_date: date) -> p
     return pd.DataFrame(rows) if rows else None
 
 
-def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float]:
+def _level_spreads(tracking: Tracking, history: ScoreHistory) -> dict[str, float]:
     """The forecast level spread each model in the history was trained with (a bundle metric;
     models trained before it existed have none, so their forecasts stay pure Bernoulli)."""
     names: set[str] = set()
@@ -230,9 +229,7 @@ def _level_spreads(settings: Settings, history: ScoreHistory) -> dict[str, float
             names |= set(history.predictions[column].dropna().astype(str))
     spreads = {}
     for name in sorted(names):
-        metrics = version_metrics(
-            tracking=settings.tracking, data_dir=settings.data_dir, model=name
-        )
+        metrics = version_metrics(tracking=tracking, model=name)
         if LEVEL_SD_METRIC in metrics:
             spreads[name] = float(metrics[LEVEL_SD_METRIC])
     return spreads
@@ -366,11 +363,9 @@ def _audit(
     )
 
 
-def _champion_features(settings: Settings) -> list[str]:
+def _champion_features(tracking: Tracking) -> list[str]:
     try:
-        bundle, _ = load_bundle(
-            tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
-        )
+        bundle, _ = load_bundle(tracking=tracking, target="churn", alias="champion")
     except LookupError:
         return []
     return list(bundle.feature_names)
@@ -431,7 +426,7 @@ def _csm_loop_sections(
 def build_run_report(settings: Settings, run_date: date) -> Path:
     """Write ``<data_dir>/reports/report-<run_date>.html`` and return its path."""
     out = settings.report_dir / f"report-{run_date.isoformat()}.html"
-    configure_tracking(settings.tracking, data_dir=settings.data_dir)
+    tracking = tracking_store(settings)
     with open_warehouse(settings) as wh:
         report = stage_sources(wh, settings, reference_time=data_horizon(run_date))
         figures = _retention(wh, settings, run_date)
@@ -439,21 +434,15 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
         outcomes = _matured_outcomes(wh, settings, history, run_date)
         drift, volumes, estimates, notes = _stored_checks(settings, history, run_date)
         score_drift = _score_drift(settings, history) if history.run_dates else None
-        spreads = _level_spreads(settings, history)
+        spreads = _level_spreads(tracking, history)
         matured = realised = backtest = None
         if outcomes is not None:
             labels_cfg = settings.features.labels
             matured = join_matured(
-                history.predictions,
-                outcomes,
-                horizon_days=labels_cfg.horizon_days,
-                lead_days=labels_cfg.lead_days,
+                history.predictions, outcomes, maturity_days=labels_cfg.maturity_days
             )
             realised = realised_performance(
-                history.predictions,
-                outcomes,
-                horizon_days=labels_cfg.horizon_days,
-                lead_days=labels_cfg.lead_days,
+                history.predictions, outcomes, maturity_days=labels_cfg.maturity_days
             )
             backtest = backtest_forecast(
                 history.predictions,
@@ -462,7 +451,7 @@ def build_run_report(settings: Settings, run_date: date) -> Path:
                 level_sd=spreads,
                 matured_after_days=settings.features.labels.maturity_days,
             )
-        audit = _audit(wh, settings, report, matured, figures.events, _champion_features(settings))
+        audit = _audit(wh, settings, report, matured, figures.events, _champion_features(tracking))
         loop = _csm_loop_sections(wh, settings, report, history, figures.events, run_date)
     forecast, by_category = _forecast(settings, history, outcomes, spreads, figures.contracts)
     labels = settings.features.labels

@@ -24,6 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.registry import Tracking
+    from pipelines.config import Settings
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _STOP = threading.Event()
@@ -37,6 +42,15 @@ def request_stop() -> None:
 def stop_requested() -> bool:
     """Whether :func:`request_stop` was called: nothing that fails afterwards is retried."""
     return _STOP.is_set()
+
+
+def tracking_store(settings: Settings) -> Tracking:
+    """The MLflow tracking store of ``settings`` as the resource ``models.registry`` takes:
+    the one caller of :func:`models.registry.configure_tracking`. A flow run, a CLI command
+    and a report build each call it once and pass the resource down."""
+    from models.registry import configure_tracking
+
+    return configure_tracking(settings.tracking, data_dir=settings.data_dir)
 
 
 def quiet_prefect_defaults() -> None:

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from models.health_audit import HealthAudit
+from models.metrics import REALISED_ECE_BINNING, ece_label
 from models.monitoring import REALISED_COLUMNS, drift_warnings
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -66,7 +67,7 @@ COLUMN_LABELS: dict[str, str] = {
     "auc": "ROC-AUC",
     "pr_auc": "PR-AUC",
     "brier": "Brier score",
-    "ece": "ECE",
+    "ece": ece_label(REALISED_ECE_BINNING),
     "mean_probability": "Predicted churn rate",
     "observed_rate": "Observed churn rate",
     "green_churned_arr": "Churned ARR that was green",
@@ -164,7 +165,9 @@ GLOSSARY: list[tuple[str, str]] = [
     (
         "ECE (expected calibration error)",
         "How far predicted churn rates sit from observed ones, on average; 2% means a group "
-        "predicted at 10% churned at about 8-12%.",
+        "predicted at 10% churned at about 8-12%. Realised performance groups accounts in 10 "
+        "equal-width probability bins (0-10%, 10-20%, ...); the training backtest uses 10 "
+        "equal-count bins.",
     ),
     (
         "PSI (population stability index)",
@@ -820,7 +823,13 @@ def realised_section(
     ax2 = fig.add_subplot(1, 2, 2)
     _style(ax2)
     ax2.plot(realised["run_date"], realised["brier"], marker="s", color=_GRR, label="Brier score")
-    ax2.plot(realised["run_date"], realised["ece"], marker="^", color=_ACTUAL, label="ECE")
+    ax2.plot(
+        realised["run_date"],
+        realised["ece"],
+        marker="^",
+        color=_ACTUAL,
+        label=ece_label(REALISED_ECE_BINNING),
+    )
     ax2.set_title("Probability errors (lower is better)", fontsize=9)
     ax2.set_ylim(bottom=0)
     ax2.legend(fontsize=7, frameon=False)

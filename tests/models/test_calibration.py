@@ -9,13 +9,13 @@ from sklearn.metrics import average_precision_score
 from models.calibration import (
     ShiftedCalibrator,
     apply_calibrator,
-    brier,
     calibrator_from_state,
     calibrator_to_state,
     choose_calibrator,
     fit_calibrator,
     level_offset,
 )
+from models.metrics import brier_score
 
 
 def _overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +31,8 @@ def test_calibration_improves_brier_on_held_out_data(method):
     margin, y = _overconfident(4000, seed=1)
     held_margin, held_y = _overconfident(4000, seed=2)
     calibrator, _ = choose_calibrator(margin, y, method=method)
-    raw = brier(held_y, 1 / (1 + np.exp(-held_margin)))
-    calibrated = brier(held_y, calibrator.predict(held_margin))
+    raw = brier_score(held_y, 1 / (1 + np.exp(-held_margin)))
+    calibrated = brier_score(held_y, calibrator.predict(held_margin))
     assert calibrated < raw - 0.005
     p = calibrator.predict(held_margin)
     assert np.all((p >= 0) & (p <= 1))

@@ -10,9 +10,9 @@ from models.forecast import (
     count_interval,
     forecast_next_period,
     level_from_matured,
-    level_spread,
     realised_outcomes,
 )
+from models.metrics import level_spread
 
 
 def preds() -> pd.DataFrame:
@@ -199,37 +199,6 @@ def test_backtest_actuals_hand_computed():
     assert bt.loc["grr", "actual"] == pytest.approx((2000 - 200 - 50) / 2000)
     assert bt.loc["ndr", "actual"] == pytest.approx((2000 - 250 + 100) / 2000)
     assert bt.loc["logos_churned", "covered"]
-
-
-def test_poisson_binomial_matches_the_binomial_and_a_hand_case():
-    from math import comb
-
-    from models.forecast import poisson_binomial_interval, poisson_binomial_pmf
-
-    pmf = poisson_binomial_pmf(np.full(10, 0.3))
-    binom = [comb(10, k) * 0.3**k * 0.7 ** (10 - k) for k in range(11)]
-    np.testing.assert_allclose(pmf, binom, atol=1e-12)
-    # p = 0.5, 0.5: P(0) = 0.25, P(1) = 0.5, P(2) = 0.25
-    np.testing.assert_allclose(poisson_binomial_pmf(np.array([0.5, 0.5])), [0.25, 0.5, 0.25])
-    # 5% and 95% quantiles of that: 0 and 2
-    assert poisson_binomial_interval(np.array([0.5, 0.5]), 0.9) == (0, 2)
-    assert poisson_binomial_interval(np.array([0.0, 1.0, 1.0]), 0.9) == (2, 2)
-
-
-@pytest.mark.parametrize("n", [257, 1000, 3001])
-def test_large_books_take_the_fft_product_and_match_the_recursion(n):
-    from scipy.stats import binom
-
-    from models.forecast import _DIRECT_PMF_MAX, _pmf_direct, poisson_binomial_pmf
-
-    assert n > _DIRECT_PMF_MAX  # these sizes exercise the pairwise FFT product
-    p = np.random.default_rng(n).beta(0.5, 10, n)
-    pmf = poisson_binomial_pmf(p)
-    assert len(pmf) == n + 1
-    np.testing.assert_allclose(pmf, _pmf_direct(p), atol=1e-13)
-    np.testing.assert_allclose(
-        poisson_binomial_pmf(np.full(n, 0.04)), binom.pmf(np.arange(n + 1), n, 0.04), atol=1e-13
-    )
 
 
 def test_exact_logo_interval_agrees_with_simulation():

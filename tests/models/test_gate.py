@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from models.config import ModelConfig, PromotionConfig
-from models.gate import baseline_verdict, champion_decision
-from models.registry import promotion_decision
+from models.gate import baseline_verdict, champion_decision, promotion_decision
 from models.train import TrainResult
 
 
@@ -78,7 +77,7 @@ def _result(latest: dict[str, float]) -> TrainResult:
 @pytest.mark.parametrize("champion", [None, "4"])
 def test_the_promotion_gate_refuses_a_booster_the_baselines_beat(champion):
     decision = promotion_decision(
-        _result({"lightgbm": 0.30, "logistic": 0.35}),
+        _result({"lightgbm": 0.30, "logistic": 0.35}).backtest,
         champion_version=champion,
         champion_metrics={"latest_pr_auc": 0.1, "latest_ece": 0.5},
         promotion=PromotionConfig(),
@@ -89,7 +88,7 @@ def test_the_promotion_gate_refuses_a_booster_the_baselines_beat(champion):
 
 def test_the_first_version_that_beats_the_baselines_becomes_champion():
     decision = promotion_decision(
-        _result({"lightgbm": 0.40, "logistic": 0.35}),
+        _result({"lightgbm": 0.40, "logistic": 0.35}).backtest,
         champion_version=None,
         champion_metrics=None,
         promotion=PromotionConfig(),
@@ -99,7 +98,7 @@ def test_the_first_version_that_beats_the_baselines_becomes_champion():
 
 def test_the_baseline_requirement_can_be_switched_off_knowingly():
     decision = promotion_decision(
-        _result({"lightgbm": 0.30, "logistic": 0.35}),
+        _result({"lightgbm": 0.30, "logistic": 0.35}).backtest,
         champion_version=None,
         champion_metrics=None,
         promotion=PromotionConfig(require_beats_baselines=False),
@@ -209,7 +208,7 @@ def _result_with_champion(new: dict, old: dict) -> TrainResult:
 def test_the_registry_gate_compares_on_the_same_latest_fold_and_names_the_criterion():
     # the case: 65% vs 51% of churned ARR in the top decile, PR-AUC a hair lower
     decision = promotion_decision(
-        _result_with_champion(_row(0.381, 0.65, 0.0204), _row(0.383, 0.51, 0.0201)),
+        _result_with_champion(_row(0.381, 0.65, 0.0204), _row(0.383, 0.51, 0.0201)).backtest,
         champion_version="4",
         champion_metrics=None,
         promotion=PromotionConfig(),

@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from models.monitoring import (
     MonitoringConfig,
     drift_warnings,
-    expected_calibration_error,
     feature_drift,
     join_matured,
     prediction_drift,
@@ -151,11 +150,24 @@ def test_prediction_drift():
 # --- realised performance -----------------------------------------------------------------------
 
 
-def test_ece_hand_computed():
+def test_realised_ece_uses_equal_width_bins():
     # bin [0.1,0.2): p=0.1,0.1 observed 0,1 -> |0.5-0.1|; bin [0.9,1]: p=0.9 observed 1 -> 0.1
-    assert expected_calibration_error(
-        np.array([0, 1, 1]), np.array([0.1, 0.1, 0.9])
-    ) == pytest.approx((2 * 0.4 + 1 * 0.1) / 3)
+    preds = pd.DataFrame(
+        {
+            "run_date": [date(2025, 1, 6)] * 3,
+            "account_id": ["a", "b", "c"],
+            "churn_probability": [0.1, 0.1, 0.9],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "as_of": pd.to_datetime(["2025-01-06"] * 3),
+            "account_id": ["a", "b", "c"],
+            "churned": [False, True, True],
+        }
+    )
+    perf = realised_performance(preds, labels, maturity_days=120)
+    assert perf.loc[0, "ece"] == pytest.approx((2 * 0.4 + 1 * 0.1) / 3)
 
 
 def _past():
@@ -182,21 +194,24 @@ def _past():
 
 def test_join_matured_keeps_only_complete_label_windows():
     preds, labels = _past()
-    joined = join_matured(preds, labels, horizon_days=90, data_end=date(2025, 6, 10))
+    joined = join_matured(preds, labels, maturity_days=90, data_end=date(2025, 6, 10))
     # 2025-01-06 and 2025-03-03 matured (+90d <= 2025-06-10); 2025-06-02 did not; d is censored
     assert sorted(joined["run_date"].dt.strftime("%Y-%m-%d").unique()) == [
         "2025-01-06",
         "2025-03-03",
     ]
     assert set(joined.loc[joined["run_date"] == "2025-01-06", "account_id"]) == {"a", "b", "c"}
-    # a later data_end matures the 2025-03-03 run only when +90 days fit
-    early = join_matured(preds, labels, horizon_days=90, data_end=date(2025, 5, 31))
+    # an earlier data_end matures the 2025-03-03 run only when +90 days fit
+    early = join_matured(preds, labels, maturity_days=90, data_end=date(2025, 5, 31))
     assert set(early["run_date"].dt.strftime("%Y-%m-%d")) == {"2025-01-06"}
+    # the grace period counts: lead 0 + horizon 90 + grace 30 leaves 2025-03-03 out on 06-10
+    graced = join_matured(preds, labels, maturity_days=120, data_end=date(2025, 6, 10))
+    assert set(graced["run_date"].dt.strftime("%Y-%m-%d")) == {"2025-01-06"}
 
 
 def test_realised_performance_per_run_date():
     preds, labels = _past()
-    perf = realised_performance(preds, labels, horizon_days=90, data_end=date(2025, 6, 10))
+    perf = realised_performance(preds, labels, maturity_days=90, data_end=date(2025, 6, 10))
     first = perf.iloc[0]
     assert first["accounts"] == 3 and first["churners"] == 1
     assert first["auc"] == 1.0  # a (0.9) churned, b (0.2) and c (0.1) did not
@@ -209,7 +224,7 @@ def test_realised_performance_per_run_date():
 
 def test_join_matured_without_data_end_trusts_the_label_na_marks():
     preds, labels = _past()
-    joined = join_matured(preds, labels, horizon_days=90)
+    joined = join_matured(preds, labels, maturity_days=90)
     assert len(joined) == 6  # every labelled row; only d's censored label is dropped
     assert "d" not in set(joined["account_id"])
 

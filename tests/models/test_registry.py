@@ -14,11 +14,13 @@ from pydantic import ValidationError
 
 from models.bundle import CALIBRATOR_FILE, ArtifactIntegrityError, artifact_hashes
 from models.config import ModelConfig, PromotionConfig, TrackingConfig, TuningConfig
-from models.forecast import LEVEL_SD_METRIC
+from models.gate import promotion_decision
+from models.metrics import LEVEL_SD_METRIC
 from models.registry import (
     HASHES_ARTIFACT,
     HASHES_TAG,
     RegistryError,
+    Tracking,
     _filter_literal,
     _registered_names,
     configure_tracking,
@@ -26,7 +28,6 @@ from models.registry import (
     load_bundle,
     log_and_register,
     promote,
-    promotion_decision,
     registered_description,
     rollback,
     version_events,
@@ -49,6 +50,11 @@ def store(tmp_path_factory) -> Path:
 
 def _tracking(prefix: str) -> TrackingConfig:
     return TrackingConfig(experiment="test-churnlens", model_name_prefix=prefix)
+
+
+def _store(prefix: str, store: Path) -> Tracking:
+    """The tracking resource of the module's store for models named ``<prefix>-<target>``."""
+    return configure_tracking(_tracking(prefix), data_dir=store)
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +124,7 @@ def _fake_result(new: dict[str, float], champion: dict[str, float] | None) -> Tr
 )
 def test_promotion_gate_on_the_latest_fold(new, old, gate, promoted, why):
     decision = promotion_decision(
-        _fake_result(new, old),
+        _fake_result(new, old).backtest,
         champion_version="3",
         champion_metrics=None,
         promotion=PromotionConfig(**gate),
@@ -130,7 +136,7 @@ def test_promotion_gate_on_the_latest_fold(new, old, gate, promoted, why):
 
 def test_gate_falls_back_to_the_champions_logged_metrics():
     decision = promotion_decision(
-        _fake_result({"pr_auc": 0.6, "ece": 0.02}, None),
+        _fake_result({"pr_auc": 0.6, "ece": 0.02}, None).backtest,
         champion_version="1",
         champion_metrics={"latest_pr_auc": 0.7, "latest_ece": 0.01},
         promotion=PromotionConfig(),
@@ -141,7 +147,7 @@ def test_gate_falls_back_to_the_champions_logged_metrics():
 
 def test_first_version_becomes_champion():
     decision = promotion_decision(
-        _fake_result({"pr_auc": 0.1, "ece": 0.5}, None),
+        _fake_result({"pr_auc": 0.1, "ece": 0.5}, None).backtest,
         champion_version=None,
         champion_metrics=None,
         promotion=PromotionConfig(),
@@ -150,7 +156,7 @@ def test_first_version_becomes_champion():
 
 
 def test_configure_tracking_puts_store_and_artifacts_under_data_dir(store):
-    uri = configure_tracking(TRACKING, data_dir=store)
+    uri = configure_tracking(TRACKING, data_dir=store).uri
     assert uri == f"sqlite:///{store.resolve() / 'mlflow.db'}"
     experiment = mlflow.get_experiment_by_name(TRACKING.experiment)
     assert experiment.artifact_location == (store.resolve() / "mlartifacts").as_uri()
@@ -179,42 +185,36 @@ def _train(dataset, previous=None, **promotion) -> TrainResult:
 
 
 def test_register_gate_promote_rollback_and_load_by_alias(dataset, store: Path):
-    tracking, tmp_path = _tracking("t"), store
+    tracking = _store("t", store)
     trained = _train(dataset)
-    first = log_and_register(
-        trained, tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
-    )
+    first = log_and_register(trained, tracking=tracking, run_name="v1", dataset_info={})
     assert (first.version, first.promoted, first.champion_version) == ("1", True, "1")
-    champion, ref = load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")
+    champion, ref = load_bundle(tracking=tracking, target="churn")
     assert (ref.name, ref.version, ref.alias) == ("t-churn", "1", "champion")
     # what the forecast reads for the model its scores name ("t-churn v1")
-    metrics = version_metrics(tracking=tracking, data_dir=tmp_path, model=str(ref))
+    metrics = version_metrics(tracking=tracking, model=str(ref))
     assert metrics[LEVEL_SD_METRIC] == trained.bundle.metrics[LEVEL_SD_METRIC]
-    assert version_metrics(tracking=tracking, data_dir=tmp_path, model="t-churn v9") == {}
+    assert version_metrics(tracking=tracking, model="t-churn v9") == {}
 
     blocked = _train(dataset, previous=champion, min_improvement=1.0)
-    second = log_and_register(
-        blocked, tracking=tracking, data_dir=tmp_path, run_name="v2", dataset_info={}
-    )
+    second = log_and_register(blocked, tracking=tracking, run_name="v2", dataset_info={})
     assert (second.version, second.promoted, second.champion_version) == ("2", False, "1")
     assert "not promoted" in second.reason
-    challenger, ref = load_bundle(
-        tracking=tracking, data_dir=tmp_path, target="churn", alias="challenger"
-    )
+    challenger, ref = load_bundle(tracking=tracking, target="churn", alias="challenger")
     assert ref.version == "2"
     np.testing.assert_array_equal(
         challenger.predict_proba(dataset), blocked.bundle.predict_proba(dataset)
     )
 
-    versions = list_versions(tracking=tracking, data_dir=tmp_path, target="churn")
+    versions = list_versions(tracking=tracking, target="churn")
     assert versions[["version", "aliases"]].values.tolist() == [[1, "champion"], [2, "challenger"]]
-    everything = list_versions(tracking=tracking, data_dir=tmp_path)
+    everything = list_versions(tracking=tracking)
     assert everything["model"].tolist() == ["t-churn", "t-churn"]
 
-    promote(tracking=tracking, data_dir=tmp_path, target="churn", version="2", reason="review")
-    assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "2"
-    rollback(tracking=tracking, data_dir=tmp_path, target="churn", reason="bad week")
-    assert load_bundle(tracking=tracking, data_dir=tmp_path, target="churn")[1].version == "1"
+    promote(tracking=tracking, target="churn", version=2, reason="review")
+    assert load_bundle(tracking=tracking, target="churn")[1].version == "2"
+    rollback(tracking=tracking, target="churn", reason="bad week")
+    assert load_bundle(tracking=tracking, target="churn")[1].version == "1"
     client = mlflow.MlflowClient()
     description = client.get_registered_model("t-churn").description
     assert description == registered_description("t-churn", "churn")  # a description, no log
@@ -229,15 +229,13 @@ def test_register_gate_promote_rollback_and_load_by_alias(dataset, store: Path):
     assert first_events == ["promoted", "replaced", "restored"]
     assert "was vNone" not in json.dumps(version_events(client, "t-churn", "1"))
     with pytest.raises(RegistryError, match="no earlier champion"):
-        rollback(tracking=tracking, data_dir=tmp_path, target="churn")
+        rollback(tracking=tracking, target="churn")
 
 
 def test_pyfunc_model_scores_string_categoricals_like_the_bundle(dataset, store: Path):
-    tracking, tmp_path = _tracking("pyfunc"), store
+    tracking = _store("pyfunc", store)
     result = _train(dataset)
-    registered = log_and_register(
-        result, tracking=tracking, data_dir=tmp_path, run_name="v1", dataset_info={}
-    )
+    registered = log_and_register(result, tracking=tracking, run_name="v1", dataset_info={})
     model = mlflow.pyfunc.load_model(registered.model_uri)
     frame = dataset.head(20)[result.bundle.feature_names]
     np.testing.assert_allclose(model.predict(frame), result.bundle.predict_proba(frame))
@@ -245,7 +243,7 @@ def test_pyfunc_model_scores_string_categoricals_like_the_bundle(dataset, store:
 
 def test_missing_alias_is_a_clear_error(store: Path):
     with pytest.raises(RegistryError, match="alias 'champion'"):
-        load_bundle(tracking=_tracking("none"), data_dir=store, target="churn")
+        load_bundle(tracking=_store("none", store), target="churn")
 
 
 # --- integrity of the registered artifacts, rollback history, filter strings -----------------
@@ -258,7 +256,7 @@ def trained(dataset) -> TrainResult:
 
 def _register(trained: TrainResult, store: Path, prefix: str) -> str:
     registered = log_and_register(
-        trained, tracking=_tracking(prefix), data_dir=store, run_name=prefix, dataset_info={}
+        trained, tracking=_store(prefix, store), run_name=prefix, dataset_info={}
     )
     return registered.version
 
@@ -296,7 +294,7 @@ def test_a_bundle_tampered_in_the_store_is_refused_even_with_a_rewritten_manifes
     meta["artifacts_sha256"] = artifact_hashes(directory)
     (directory / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactIntegrityError) as caught:
-        load_bundle(tracking=_tracking("tampered"), data_dir=store, target="churn")
+        load_bundle(tracking=_store("tampered", store), target="churn")
     message = str(caught.value)
     assert message.startswith(f"tampered-churn v1 (bundle at {directory.as_uri()})")
     assert "bundle.json changed" in message and f"{CALIBRATOR_FILE} changed" in message
@@ -308,7 +306,7 @@ def test_a_deleted_artifact_folder_names_model_version_and_path(trained, store):
     directory = _bundle_dir(store, "deleted")
     shutil.rmtree(directory)
     with pytest.raises(ArtifactIntegrityError) as caught:
-        load_bundle(tracking=_tracking("deleted"), data_dir=store, target="churn")
+        load_bundle(tracking=_store("deleted", store), target="churn")
     message = str(caught.value)
     assert message.startswith("deleted-churn v1 (bundle at ")
     assert f"cannot read {directory.as_uri()}" in message
@@ -320,7 +318,7 @@ def test_serving_never_runs_the_logged_pyfunc_code(trained, store, tmp_path):
     logged_code = _bundle_dir(store, "code").parents[1] / "pyfunc_model.py"
     marker = tmp_path / "code-ran"
     logged_code.write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n")
-    bundle, ref = load_bundle(tracking=_tracking("code"), data_dir=store, target="churn")
+    bundle, ref = load_bundle(tracking=_store("code", store), target="churn")
     assert (str(ref), bundle.target) == ("code-churn v1", "churn")
     assert not marker.exists()
 
@@ -329,31 +327,31 @@ def test_a_version_registered_without_hashes_is_refused(trained, store):
     _register(trained, store, "old")
     mlflow.MlflowClient().delete_model_version_tag("old-churn", "1", HASHES_TAG)
     with pytest.raises(ArtifactIntegrityError, match=r"old-churn v1 records no SHA-256.*retrain"):
-        load_bundle(tracking=_tracking("old"), data_dir=store, target="churn")
+        load_bundle(tracking=_store("old", store), target="churn")
 
 
 def test_rollback_walks_back_through_every_earlier_champion(trained, store):
-    tracking = _tracking("stack")
+    tracking = _store("stack", store)
     for _ in range(3):
         _register(trained, store, "stack")  # v1 champion; v2 and v3 do not beat it
-    for version in ("2", "3"):
-        promote(tracking=tracking, data_dir=store, target="churn", version=version)
+    for version in (2, 3):
+        promote(tracking=tracking, target="churn", version=version)
 
     def champion() -> str:
-        return load_bundle(tracking=tracking, data_dir=store, target="churn")[1].version
+        return load_bundle(tracking=tracking, target="churn")[1].version
 
     assert champion() == "3"
-    assert "v3 to v2" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert "v3 to v2" in rollback(tracking=tracking, target="churn")
     assert champion() == "2"
-    assert "v2 to v1" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert "v2 to v1" in rollback(tracking=tracking, target="churn")
     assert champion() == "1"
     with pytest.raises(RegistryError, match="stack-churn v1 records no earlier champion"):
-        rollback(tracking=tracking, data_dir=store, target="churn")
+        rollback(tracking=tracking, target="churn")
 
-    for version in ("2", "3"):  # history [1, 2]; v2 is then deleted and skipped
-        promote(tracking=tracking, data_dir=store, target="churn", version=version)
+    for version in (2, 3):  # history [1, 2]; v2 is then deleted and skipped
+        promote(tracking=tracking, target="churn", version=version)
     mlflow.MlflowClient().delete_model_version("stack-churn", "2")
-    assert "v3 to v1" in rollback(tracking=tracking, data_dir=store, target="churn")
+    assert "v3 to v1" in rollback(tracking=tracking, target="churn")
     assert champion() == "1"
     client = mlflow.MlflowClient()
     # v3 was rolled back twice (to v2, later to v1); v2, rolled back once, is deleted
@@ -373,7 +371,7 @@ def test_filter_literals_are_quoted_and_like_wildcards_do_not_leak(store):
     assert _filter_literal("a'b") == '"a\'b"'
     with pytest.raises(RegistryError, match="both quote characters"):
         _filter_literal("a'b\"c")
-    client = mlflow.MlflowClient(configure_tracking(_tracking("u_x"), data_dir=store))
+    client = configure_tracking(_tracking("u_x"), data_dir=store).client
     for name in ("u_x-churn", "uax-churn"):
         client.create_registered_model(name)
     assert _registered_names(client, _tracking("u_x")) == ["u_x-churn"]
@@ -385,6 +383,7 @@ def test_filter_literals_are_quoted_and_like_wildcards_do_not_leak(store):
 def test_a_training_run_carries_dataset_example_commit_descriptions_and_its_duration(
     dataset, store, recwarn
 ):
+    from models.evaluation import write_report
     from models.registry import (
         CLASSIC_ML,
         EXPERIMENT_KIND_TAG,
@@ -394,17 +393,18 @@ def test_a_training_run_carries_dataset_example_commit_descriptions_and_its_dura
         open_training_run,
     )
 
-    tracking = _tracking("mlflowux")
-    run_id = open_training_run(tracking, data_dir=store, name="churn-2025-06-02")
+    tracking = _store("mlflowux", store)
+    run_id = open_training_run(tracking, name="churn-2025-06-02")
     result = _train(dataset)  # inside the run: its duration covers training
+    evaluation = write_report(result, store / "evaluation" / "churn" / "2025-06-02")
     registered = log_and_register(
         result,
         tracking=tracking,
-        data_dir=store,
         run_name="ignored",
         dataset_info={"run_date": "2025-06-02"},
         run_id=run_id,
         training_frame=dataset,
+        report_dir=evaluation.directory,
     )
     assert not [w for w in recwarn if "input example" in str(w.message).lower()]
     assert not [w for w in recwarn if "Inferred schema contains integer" in str(w.message)]
@@ -427,8 +427,7 @@ def test_a_training_run_carries_dataset_example_commit_descriptions_and_its_dura
     version = client.get_model_version("mlflowux-churn", "1")
     assert version.description.startswith("churnlens churn model (probability that")
     assert "Gate (first)" in version.description
-    report = store / "evaluation" / "churn" / "2025-06-02" / "churn_report.html"
-    assert result.report_path == report and report.exists()
+    assert evaluation.html.exists()
     assert "evaluation/churn_report.html" in {
         a.path for a in client.list_artifacts(run_id, "evaluation")
     }

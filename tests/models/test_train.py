@@ -6,8 +6,8 @@ import pytest
 
 from models.config import ModelConfig, TuningConfig
 from models.dataset import NON_FEATURE_COLUMNS, feature_columns, training_frame
-from models.forecast import LEVEL_SD_METRIC, level_spread
 from models.gate import baseline_verdict
+from models.metrics import LEVEL_SD_METRIC, level_spread
 from models.train import (
     CHAMPION,
     HEALTH,
@@ -158,9 +158,15 @@ def test_report_and_plots_are_written(dataset, result, tmp_path):
     from models.evaluation import write_report
 
     report = write_report(result, tmp_path)
-    assert report.exists() and "Metrics by model" in report.read_text()
-    assert {"calibration", "gain", "shap_summary", "pr_auc_by_segment"} <= set(result.figures)
-    assert all(path.stat().st_size > 1000 for path in result.figures.values())
+    assert report.html.exists() and "Metrics by model" in report.html.read_text()
+    assert "ece: ECE (10 equal-count bins)" in report.markdown.read_text()
+    assert {"calibration", "gain", "shap_summary", "pr_auc_by_segment"} <= set(report.figures)
+    assert all(path.stat().st_size > 1000 for path in report.figures.values())
+    assert report.directory == tmp_path and set(tmp_path.iterdir()) == {
+        report.html,
+        report.markdown,
+        *report.figures.values(),
+    }
 
 
 def test_monotone_constraint_means_more_usage_never_raises_churn_risk(dataset):
@@ -315,11 +321,11 @@ def test_refused_verdict_is_in_the_report(dataset, tmp_path):
             "realised": [0.4, 0.55],
         }
     )
-    write_report(result, tmp_path, realised=realised)
+    report = write_report(result, tmp_path, realised=realised)
     text = (tmp_path / "churn_report.md").read_text()
     assert "REFUSED: does not beat the baseline(s) ['logistic']" in text
     assert "Spread over backtest folds" in text
-    table = result.realised_comparison
+    table = report.realised_comparison
     assert table["shortfall"].tolist() == [0.1, 0.05]
     expected = result.latest_fold().loc[MODEL, "pr_auc"] - 0.075
     assert table["this_model_expected"].iloc[0] == pytest.approx(expected, abs=1e-4)

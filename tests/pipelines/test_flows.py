@@ -37,12 +37,11 @@ def world(trained_world: TrainedWorld) -> dict:
 
 def test_train_records_the_end_of_its_data_for_the_look_ahead_guard(world: dict) -> None:
     from models.registry import load_bundle
+    from pipelines.runtime import tracking_store
     from serving.lookahead import data_end
 
     settings = world["settings"]
-    bundle, _ = load_bundle(
-        tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
-    )
+    bundle, _ = load_bundle(tracking=tracking_store(settings), target="churn", alias="champion")
     assert bundle.params["data_end"] == PREVIOUS.isoformat()
     assert data_end(bundle) == PREVIOUS
 
@@ -130,11 +129,10 @@ def test_report_reads_the_scored_weeks(world: dict) -> None:
 def test_train_stores_the_drift_reference_of_its_training_window_in_the_bundle(world: dict) -> None:
     from models.monitoring import DriftReference
     from models.registry import load_bundle
+    from pipelines.runtime import tracking_store
 
     settings = world["settings"]
-    bundle, _ = load_bundle(
-        tracking=settings.tracking, data_dir=settings.data_dir, target="churn", alias="champion"
-    )
+    bundle, _ = load_bundle(tracking=tracking_store(settings), target="churn", alias="champion")
     reference = DriftReference.from_state(bundle.drift_reference)
     assert set(reference.features) == set(bundle.feature_names)
     assert reference.window[1] == bundle.train_window[1].date().isoformat()

@@ -43,7 +43,7 @@ def history(monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
 
 
 def test_each_champion_gets_its_backtest_and_realised_metric(history: pd.DataFrame) -> None:
-    got = realised_by_champion(None, Settings(), RUN)
+    got = realised_by_champion(None, Settings(), RUN, tracking=None)  # type: ignore[arg-type]
     assert list(zip(got["model"], got["metric"], strict=True)) == [
         ("churnlens-churn v1", "pr_auc"),
         ("churnlens-churn v1", "roc_auc"),
@@ -63,4 +63,4 @@ def test_each_champion_gets_its_backtest_and_realised_metric(history: pd.DataFra
 def test_no_matured_scores_means_no_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
     empty = ScoreHistory(pd.DataFrame(columns=["run_date", "account_id"]))
     monkeypatch.setattr(reporting, "read_score_history", lambda *a, **k: empty)
-    assert realised_by_champion(None, Settings(), RUN) is None
+    assert realised_by_champion(None, Settings(), RUN, tracking=None) is None  # type: ignore[arg-type]

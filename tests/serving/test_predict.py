@@ -209,6 +209,7 @@ def test_cli_predict_writes_scores_and_refuses_lookahead(world, tmp_path, monkey
         return world["bundle"], ModelRef("churnlens-churn", "1", "champion", "run")
 
     monkeypatch.setattr(models.registry, "load_bundle", fake_load)
+    monkeypatch.setattr("pipelines.cli.tracking_store", lambda settings: None)  # no store needed
     june = build_features(world["wh"], [JUNE], available_tables=world["available"])
     rows = tmp_path / "rows.csv"
     pd.DataFrame({"account_id": [*june["account_id"][:3], "nobody"], "as_of": "2026-06-01"}).to_csv(
@@ -238,7 +239,7 @@ def test_load_model_version_reads_that_version_from_the_registry(tmp_path):
     import mlflow
 
     from models.config import ModelConfig, TrackingConfig, TuningConfig
-    from models.registry import RegistryError, load_bundle, log_and_register
+    from models.registry import RegistryError, configure_tracking, load_bundle, log_and_register
     from models.train import train_model
     from tests.models.conftest import make_panel
 
@@ -254,16 +255,17 @@ def test_load_model_version_reads_that_version_from_the_registry(tmp_path):
         tuning=TuningConfig(trials=0),
         params={"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20},
     )
-    tracking = TrackingConfig(experiment="test-predict", model_name_prefix="p")
+    store = TrackingConfig(experiment="test-predict", model_name_prefix="p")
     try:
+        tracking = configure_tracking(store, data_dir=tmp_path)
         trained = train_model(dataset, target="churn", config=config, gap_days=28)
-        log_and_register(trained, tracking=tracking, data_dir=tmp_path, run_name="v1")
-        bundle, ref = load_bundle(tracking=tracking, data_dir=tmp_path, target="churn", version=1)
+        log_and_register(trained, tracking=tracking, run_name="v1")
+        bundle, ref = load_bundle(tracking=tracking, target="churn", version=1)
         assert (str(ref), ref.alias) == ("p-churn v1", None)
         np.testing.assert_array_equal(
             bundle.predict_proba(dataset), trained.bundle.predict_proba(dataset)
         )
         with pytest.raises(RegistryError, match="p-churn has no version 7"):
-            load_bundle(tracking=tracking, data_dir=tmp_path, target="churn", version=7)
+            load_bundle(tracking=tracking, target="churn", version=7)
     finally:
         mlflow.set_tracking_uri(before)
