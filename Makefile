@@ -24,9 +24,10 @@ test: $(SYNCED)  ## the test suite (PostgreSQL at 127.0.0.1:5432 included; slow 
 test-all: $(SYNCED)  ## every test, slow ones included
 	CHURNLENS_SLOW=1 $(VENV)/bin/pytest -q
 
-lint: $(SYNCED)
+lint: $(SYNCED)  ## ruff (format + check) and mypy over the four packages ([tool.mypy])
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 format: $(SYNCED)
 	$(VENV)/bin/ruff format .
@@ -62,4 +63,4 @@ mlflow-ui: $(SYNCED)  ## browse runs and registered models at http://127.0.0.1:5
 		--backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db --default-artifact-root $(CURDIR)/data/mlartifacts
 
 clean:
-	rm -rf data .pytest_cache .ruff_cache
+	rm -rf data .pytest_cache .ruff_cache .mypy_cache

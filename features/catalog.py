@@ -52,7 +52,7 @@ GROUP_SOURCES: dict[str, str] = {
 # columns every frame carries that describe the account (not model features by themselves)
 _ACCOUNT = "accounts"
 
-_SPECS: tuple[tuple[str, str, str, str, int | None], ...] = (
+_SPECS: tuple[tuple[str, str, str, int | None, str], ...] = (
     # name, group, unit, window, description
     ("arr", "commercial", "currency", None, "ARR at as_of: sum of arr of contracts in force"),
     ("segment", "commercial", "category", None, "customer segment (accounts.segment)"),

@@ -647,10 +647,10 @@ def _check_rows(
             out.problems.append(_row_problem(loc, rule, n, examples, ref))
     if loc.spec.deduplicate and scope.dedup_after is not None:
         window = row_time_after(wh, loc, physical, scope.dedup_after)
-        dupes, found = _window_copies(wh, loc, physical, rules, kept, ref, window)
+        dupes, dupe_ids = _window_copies(wh, loc, physical, rules, kept, ref, window)
         if dupes:
             out.excluded["exact_duplicate"] = dupes
-            out.examples["exact_duplicate"] = found
+            out.examples["exact_duplicate"] = dupe_ids
     elif loc.spec.deduplicate:
         dupes = _exact_duplicates(wh, loc, physical, rules, kept, ref, _int(counts["kept_rows"]))
         if dupes:

@@ -159,7 +159,7 @@ class Warehouse(ABC):
             self._depth = 0
 
     @abstractmethod
-    def _outermost_transaction(self) -> AbstractContextManager[None]:
+    def _outermost_transaction(self) -> AbstractContextManager[object]:
         """Begin a transaction; commit on leaving, roll back on an exception."""
 
     @abstractmethod
@@ -496,7 +496,7 @@ class PostgresWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self.con.cursor() as cur:
             cur.execute(self._sql(sql, params), list(params) or None)
-            names = [d.name for d in cur.description]
+            names = [d.name for d in cur.description or ()]
             rows = cur.fetchall()
         frame = pd.DataFrame.from_records(rows, columns=names)
         return _normalise_pg_frame(frame)
@@ -542,7 +542,7 @@ class PostgresWarehouse(Warehouse):
         ).fetchall()
         return dict(rows)
 
-    def _outermost_transaction(self) -> AbstractContextManager[None]:
+    def _outermost_transaction(self) -> AbstractContextManager[object]:
         return self.con.transaction()
 
     def close(self) -> None:

@@ -10,11 +10,11 @@ import time as _time
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, SupportsFloat
 
 import typer
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from pipelines.runtime import (
@@ -554,7 +554,7 @@ def models_list(config: ConfigOption = None) -> None:
     title = f"Registered models ({prefix}<target>)"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column, header in _VERSION_COLUMNS.items():
-        justify = "right" if column in ("version", *_METRICS) else "left"
+        justify: JustifyMethod = "right" if column in ("version", *_METRICS) else "left"
         table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
     records = frame.to_dict("records")
     for row in records:
@@ -582,7 +582,7 @@ _VERSION_COLUMNS = {
 def _cell(column: str, value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
-    if column in _METRICS:
+    if column in _METRICS and isinstance(value, SupportsFloat):
         return f"{float(value):.3f}"
     if column == "created":
         return str(value)[:10]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -42,6 +42,7 @@ from models.monitoring import (
     write_monitoring,
 )
 from models.registry import (
+    ModelRef,
     RegisteredVersion,
     Tracking,
     close_training_run,
@@ -59,12 +60,14 @@ from serving.delivery import DeliveryReport, deliver_run
 from serving.expansion_signals import add_expansion_signals, staged_products_in_force
 from serving.holdout import assign_holdout
 from serving.lookahead import check_lookahead
-from serving.risk_list import ListOptions, write_risk_lists
-from serving.score import score_accounts
+from serving.risk_list import ListOptions, RiskListPaths, write_risk_lists
+from serving.score import Scored, score_accounts
 from serving.writeback import read_previous, write_scores
 
 WarehouseFactory = Callable[[], Warehouse]
 """Opens a fresh warehouse connection; each task that needs one calls it and closes it."""
+LoadedModel = tuple[ModelBundle, ModelRef]
+"""A registered model: its bundle and the registry version it was loaded from."""
 
 
 def warehouse_factory(settings: Settings) -> WarehouseFactory:
@@ -124,7 +127,15 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
-_IO_RETRIES: dict[str, Any] = {
+class _Retries(TypedDict):
+    """The retry options of every I/O task (``@task(..., **_IO_RETRIES)``)."""
+
+    retries: int
+    retry_delay_seconds: float
+    retry_condition_fn: Callable[[Any, Any, Any], bool]
+
+
+_IO_RETRIES: _Retries = {
     "retries": 2,
     "retry_delay_seconds": 5,
     "retry_condition_fn": _is_transient,
@@ -330,7 +341,7 @@ def register(
     result: TrainResult,
     tracking: Tracking,
     run_name: str,
-    dataset_info: dict,
+    dataset_info: dict[str, Any],
     run_id: str | None = None,
     dataset: pd.DataFrame | None = None,
     report: EvaluationReport | None = None,
@@ -351,7 +362,7 @@ def register(
 
 
 @task(name="load-model", cache_policy=NO_CACHE, **_IO_RETRIES)
-def load_model(tracking: Tracking, target: str, alias: str) -> tuple[ModelBundle, Any] | None:
+def load_model(tracking: Tracking, target: str, alias: str) -> LoadedModel | None:
     try:
         return load_bundle(tracking=tracking, target=target, alias=alias)
     except LookupError:
@@ -364,12 +375,12 @@ def load_model(tracking: Tracking, target: str, alias: str) -> tuple[ModelBundle
 @task(name="score-and-explain", cache_policy=NO_CACHE)
 def score(
     features: pd.DataFrame,
-    churn: tuple[ModelBundle, Any],
-    expansion: tuple[ModelBundle, Any] | None,
+    churn: LoadedModel,
+    expansion: LoadedModel | None,
     run_date: date,
     settings: Settings,
-    contraction: tuple[ModelBundle, Any] | None = None,
-) -> Any:
+    contraction: LoadedModel | None = None,
+) -> Scored:
     refs = {"churn": str(churn[1])}
     if expansion is not None:
         refs["expansion"] = str(expansion[1])
@@ -389,8 +400,8 @@ def score(
 @task(name="monitor", cache_policy=NO_CACHE)
 def monitor(
     features: pd.DataFrame,
-    scored: Any,
-    churn: tuple[ModelBundle, Any],
+    scored: Scored,
+    churn: LoadedModel,
     volumes: pd.DataFrame,
     settings: Settings,
     run_date: date,
@@ -418,9 +429,9 @@ def monitor(
 @task(name="write-back", cache_policy=NO_CACHE, **_IO_RETRIES)
 def write_back(
     connect: WarehouseFactory,
-    scored: Any,
+    scored: Scored,
     settings: Settings,
-    run_meta: dict,
+    run_meta: dict[str, Any],
     started_at: datetime | None = None,
 ) -> dict[str, int]:
     """Write the run under its lease; ``started_at`` is when the flow run began."""
@@ -452,11 +463,11 @@ def write_back(
 @task(name="risk-lists", cache_policy=NO_CACHE, **_IO_RETRIES)
 def risk_lists(
     connect: WarehouseFactory,
-    scored: Any,
+    scored: Scored,
     run_date: date,
     settings: Settings,
     features: pd.DataFrame | None = None,
-) -> Any:
+) -> RiskListPaths:
     with connect() as wh:
         previous = read_previous(
             wh,
@@ -487,11 +498,11 @@ def risk_lists(
 @task(name="holdout-and-expansion-signals", cache_policy=NO_CACHE, **_IO_RETRIES)
 def list_signals(
     connect: WarehouseFactory,
-    scored: Any,
+    scored: Scored,
     features: pd.DataFrame,
     run_date: date,
     settings: Settings,
-) -> Any:
+) -> Scored:
     """Expansion signals (seat overage, cross-sell) and the holdout draw on the predictions:
     columns ``seat_overage``, ``cross_sell_product``, ... and ``holdout`` (serving.holdout)."""
     with connect() as wh:
@@ -512,7 +523,10 @@ def list_signals(
 
 
 def deliver_week(
-    connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any = None
+    connect: WarehouseFactory,
+    settings: Settings,
+    run_date: date,
+    paths: RiskListPaths | None = None,
 ) -> DeliveryReport:
     """Send ``run_date``'s digests (``serving.delivery``) from what its run wrote: the
     predictions in the warehouse and the list folder (``paths`` when just written)."""
@@ -531,7 +545,9 @@ def deliver_week(
 
 
 @task(name="deliver-digests", cache_policy=NO_CACHE)
-def deliver(connect: WarehouseFactory, settings: Settings, run_date: date, paths: Any) -> str:
+def deliver(
+    connect: WarehouseFactory, settings: Settings, run_date: date, paths: RiskListPaths | None
+) -> str:
     """After the write-back committed: e-mail and webhook digests (retried inside, with
     back-off). A failure is logged and counted in the summary, never raised: the run stands."""
     if not settings.delivery.enabled:
@@ -625,7 +641,7 @@ class NothingTrainedError(ValueError):
         super().__init__(f"no model trained for run date {run_date.isoformat()}: {reasons}")
 
 
-def _champion_or_none(tracking: Tracking, target: str) -> tuple[ModelBundle, Any] | None:
+def _champion_or_none(tracking: Tracking, target: str) -> LoadedModel | None:
     try:
         return load_bundle(tracking=tracking, target=target, alias="champion")
     except LookupError:
@@ -646,6 +662,7 @@ def weekly_score(
     settings = _settings(config)
     tracking = tracking_store(settings)
     churn = load_model(tracking, "churn", "champion")
+    assert churn is not None  # load_model raises for a missing churn champion
     expansion = load_model(tracking, "expansion", "champion")
     contraction = _champion_or_none(tracking, "contraction")  # optional: GRR forecast input
     for loaded in (churn, expansion, contraction):

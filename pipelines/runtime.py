@@ -146,9 +146,9 @@ def drain_prefect_queues() -> None:
                 await result
         except RuntimeError:  # the worker never started
             pass
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
+        drained = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
 
     run_coro_as_sync(_drain())
 

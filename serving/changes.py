@@ -3,7 +3,7 @@ the configured threshold, and churn reasons that were not there before."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,13 +104,14 @@ def share(probability: float) -> str:
 
 def _describe(rows: pd.DataFrame, edges: np.ndarray | None = None) -> list[str]:
     """Plain-language summary per changed account."""
+    shown: Callable[[float], str] = share
     if edges is not None:
         labels = band_labels(edges)
 
-        def shown(p: float) -> str:
+        def _band(p: float) -> str:
             return labels[int(risk_band_index(np.array([p]), edges)[0])]
-    else:
-        shown = share
+
+        shown = _band
     texts = []
     for row in rows.itertuples(index=False):
         parts = []

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from features.warehouse import validate_ident
 from serving.holdout import HoldoutConfig
 
+# a churn tier, as the risk list shows it
+Tier = Literal["high", "medium", "low"]
+_HIGH_ONLY: tuple[Tier, ...] = ("high",)
+
 REASON_CATEGORIES: tuple[str, ...] = (
     "adoption",
     "engagement",
@@ -51,7 +55,7 @@ class GreenChurnConfig(_Strict):
     name contains one of ``not_weighed_features``."""
 
     health_colors: list[str] = Field(default_factory=lambda: ["green"])
-    tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high"])
+    tiers: list[Tier] = Field(default_factory=lambda: list(_HIGH_ONLY))
     health_weighs: list[str] = Field(
         default_factory=lambda: ["adoption", "support", "sentiment", "engagement"],
         description="reason categories the exported health score is built from",
@@ -76,7 +80,7 @@ class ChangesConfig(_Strict):
     in ``list_tiers`` are "on the list"."""
 
     risk_change_threshold: float = Field(0.10, gt=0, lt=1)
-    list_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high"])
+    list_tiers: list[Tier] = Field(default_factory=lambda: list(_HIGH_ONLY))
 
 
 class ExpansionConfig(_Strict):

@@ -19,6 +19,7 @@ expansion section and the report:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import SupportsFloat
 
 import pandas as pd
 
@@ -156,8 +157,8 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) and value else "-"
 
 
-def _money(value: object) -> str:
-    return "–" if pd.isna(value) else f"${float(value):,.0f}"
+def _money(value: SupportsFloat | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"${float(value):,.0f}"
 
 
 def _name(row: pd.Series) -> str:

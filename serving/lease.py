@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from features.warehouse import Warehouse, WarehouseError, validate_ident
+from features.warehouse import PostgresWarehouse, Warehouse, WarehouseError, validate_ident
 
 _POLL_SECONDS = 0.1
 
@@ -156,14 +156,14 @@ class _AdvisoryLock:
     """A PostgreSQL session advisory lock; ``holder_of`` reads who holds it (the lease row)."""
 
     def __init__(
-        self, wh: Warehouse, key_text: str, holder_of: Callable[[], dict[str, Any] | None]
+        self, wh: PostgresWarehouse, key_text: str, holder_of: Callable[[], dict[str, Any] | None]
     ) -> None:
         self.wh, self.label, self._holder_of = wh, key_text, holder_of
         self.key = advisory_key(key_text)
 
     def try_acquire(self) -> bool:
         row = self.wh.con.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-        return bool(row[0])
+        return row is not None and bool(row[0])
 
     def release(self) -> None:
         con = self.wh.con
@@ -208,7 +208,7 @@ def lock_for(
 ) -> _Lock:
     """The lock guarding ``name`` (a run date, or ``ddl``) in output ``schema`` of ``wh``."""
     validate_ident(schema, what="schema name")
-    if wh.dialect == "postgres":
+    if isinstance(wh, PostgresWarehouse):
         return _AdvisoryLock(wh, f"churnlens/{schema}/{name}", holder_of)
     path = getattr(wh, "path", ":memory:")
     if path == ":memory:":

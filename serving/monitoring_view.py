@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping
+from typing import SupportsFloat
 
 import pandas as pd
 
@@ -47,13 +48,13 @@ def glossary_html(terms: list[str] | None = None) -> str:
     return f'<dl class="glossary">{items}</dl>'
 
 
-def _number(value: object, digits: int = 2) -> str:
+def _number(value: SupportsFloat | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{float(value):,.{digits}f}"
 
 
-def _range(lower: object, upper: object, digits: int) -> str:
+def _range(lower: SupportsFloat | None, upper: SupportsFloat | None, digits: int) -> str:
     return f"{_number(lower, digits)} to {_number(upper, digits)}"
 
 

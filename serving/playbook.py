@@ -13,16 +13,17 @@ for a feature-name fragment ("champion", "exec_sponsor") wins over its category'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.config import TierConfig
+from serving.config import Tier, TierConfig
 from serving.reasons import LEVER_CATEGORIES
 
+_NEXT_STEP_TIERS: tuple[Tier, ...] = ("high", "medium")
 DEFAULT_BANDS = (0.02, 0.05, 0.10, 0.20, 0.50, 0.70, 0.90)
 DEFAULT_PLAYBOOK = {
     "adoption": "Run an adoption workshop with the teams that stopped using the product",
@@ -55,9 +56,7 @@ class RiskListConfig(_Strict):
     playbook: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PLAYBOOK))
     playbook_by_feature: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_BY_FEATURE))
     default_next_step: str = DEFAULT_STEP
-    next_step_tiers: list[Literal["high", "medium", "low"]] = Field(
-        default_factory=lambda: ["high", "medium"]
-    )
+    next_step_tiers: list[Tier] = Field(default_factory=lambda: list(_NEXT_STEP_TIERS))
     renewal_soon_days: int = Field(90, gt=0)
 
     @field_validator("risk_bands")
@@ -82,7 +81,7 @@ class RiskListConfig(_Strict):
 # --- bands ---------------------------------------------------------------------------------------
 
 
-def band_edges(bands: list[float] | tuple[float, ...], tiers: TierConfig) -> np.ndarray:
+def band_edges(bands: Sequence[float], tiers: TierConfig) -> np.ndarray:
     """Sorted inner edges: the configured bands plus both tier thresholds."""
     return np.array(sorted({*map(float, bands), tiers.medium, tiers.high}))
 
@@ -137,8 +136,9 @@ def next_steps(
     steps = [
         step_for(f, c, config) for f, c in zip(feature.tolist(), category.tolist(), strict=True)
     ]
-    listed = predictions["churn_tier"].isin(config.next_step_tiers).to_numpy()
-    return pd.Series(np.where(listed, steps, None), index=predictions.index, dtype=object)
+    listed = predictions["churn_tier"].isin(config.next_step_tiers).tolist()
+    shown = [step if keep else None for step, keep in zip(steps, listed, strict=True)]
+    return pd.Series(shown, index=predictions.index, dtype=object)
 
 
 def step_for(feature: object, category: object, config: RiskListConfig) -> str:

@@ -33,7 +33,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from features.warehouse import Warehouse, WarehouseError, qualified, quote_ident
+from features.warehouse import (
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    Warehouse,
+    WarehouseError,
+    qualified,
+    quote_ident,
+)
 from serving import lease
 from serving.config import OutputTables, ServingConfig
 from serving.faults import checkpoint
@@ -147,7 +154,7 @@ def write_scores(
     with run_lease(wh, schema=schema, run_date=run_day, config=config, started_at=started):
         checkpoint("write-back:after-lease")
         with _statement_timeout(wh, config.statement_timeout_seconds), wh.transaction():
-            if wh.dialect == "postgres":
+            if isinstance(wh, PostgresWarehouse):
                 _set_local_timeouts(wh, config)
             for table in _layout(tables):
                 target = qualified(table, schema)
@@ -239,7 +246,7 @@ def _bounded_ddl(wh: Warehouse, schema: str, config: ServingConfig) -> Iterator[
     """PostgreSQL: run the DDL in one transaction whose lock waits and statements are bounded
     (adding a key needs an exclusive lock, which a long reader would otherwise make wait
     silently). DuckDB runs it as is."""
-    if wh.dialect != "postgres":
+    if not isinstance(wh, PostgresWarehouse):
         yield
         return
     import psycopg
@@ -415,7 +422,7 @@ def _lease_row(
     return {"pid": int(row["pid"]), "host": row["host"], "started_at": str(row["started_at"])}
 
 
-def _set_local_timeouts(wh: Warehouse, config: ServingConfig) -> None:
+def _set_local_timeouts(wh: PostgresWarehouse, config: ServingConfig) -> None:
     """PostgreSQL: bound every lock wait and statement of this transaction (SET LOCAL ends
     with it)."""
     lock_ms = max(int(config.lock_timeout_seconds * 1000), 1)
@@ -428,7 +435,7 @@ def _lock_table(wh: Warehouse, target: str, timeout_seconds: float) -> None:
     """PostgreSQL: take the row-exclusive lock DELETE/INSERT need, first without waiting; when
     another session holds a conflicting lock, say who and since when, then wait (bounded by
     ``lock_timeout``). DuckDB has no table locks."""
-    if wh.dialect != "postgres":
+    if not isinstance(wh, PostgresWarehouse):
         return
     import psycopg
 
@@ -474,7 +481,7 @@ def _statement_timeout(wh: Warehouse, seconds: float | None) -> Iterator[None]:
         if seconds
         else "write-back was cancelled; nothing was written"
     )
-    if wh.dialect == "postgres":
+    if isinstance(wh, PostgresWarehouse):
         import psycopg
 
         try:
@@ -484,7 +491,7 @@ def _statement_timeout(wh: Warehouse, seconds: float | None) -> Iterator[None]:
                 raise  # a cancel by a person (Ctrl-C) stays what it is
             raise too_long from exc
         return
-    if not seconds:
+    if not seconds or not isinstance(wh, DuckDBWarehouse):
         yield
         return
     import duckdb
@@ -604,13 +611,13 @@ def bulk_insert(wh: Warehouse, rows: pa.Table, table: str, schema: str) -> None:
         return
     cols = ", ".join(quote_ident(c, what="column name") for c in rows.column_names)
     target = qualified(table, schema)
-    if wh.dialect == "duckdb":
+    if isinstance(wh, DuckDBWarehouse):
         wh.con.register("_churnlens_rows", rows)
         try:
             wh.con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _churnlens_rows")
         finally:
             wh.con.unregister("_churnlens_rows")
-    elif wh.dialect == "postgres":
+    elif isinstance(wh, PostgresWarehouse):
         buffer = io.BytesIO()
         pa_csv.write_csv(rows, buffer, pa_csv.WriteOptions(include_header=False))
         with (
