@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.build import build_features
 from features.config import SourceTable, WarehouseConfig
+from features.contract import CONTRACT
 from features.grid import observation_dates
-from features.sources import CONTRACT, create_staging_view, locate_sources
+from features.sources import create_staging_view, locate_sources
 from features.validation import feature_reads_after, prepare_sources
 from features.warehouse import DuckDBWarehouse
 

@@ -1,6 +1,6 @@
 """The demo warehouse: a synthetic B2B SaaS business with a hidden state that drives churn.
 
-``generate_demo`` returns the ten contract tables (``features.sources.CONTRACT`` names and
+``generate_demo`` returns the ten contract tables (``features.contract.CONTRACT`` names and
 columns) and, apart from them, the ground truth (latent state, every renewal decision and its
 drivers, summary rates). ``write_demo`` loads both into a warehouse; ``write_demo_parquet``
 writes the contract tables as Parquet. The generative story is in ``docs/demo-data.md``.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.sources import CONTRACT
+from features.contract import CONTRACT
 from features.warehouse import Warehouse, quote_ident
 from pipelines import demo_health, demo_reasons, demo_signals
 from pipelines.demo_contracts import ContractBook, simulate_contracts

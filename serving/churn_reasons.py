@@ -24,7 +24,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from features.sources import CONTRACT, staging_view
+from features.contract import CONTRACT
+from features.sources import staging_view
 from features.warehouse import Warehouse, quote_ident
 from serving.config import REASON_CATEGORIES
 from serving.report import Section, Table

@@ -15,7 +15,7 @@ from features.catalog import (
     groups_for_tables,
     render_markdown,
 )
-from features.sources import CONTRACT
+from features.contract import CONTRACT
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "features.md"
 WINDOW = re.compile(r"_(\d+)d$")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import pipelines.demo_data as demo
-from features.sources import CONTRACT
+from features.contract import CONTRACT
 from pipelines.demo_data import DemoData, generate_demo, green_churn_share, write_demo
 from pipelines.demo_world import Calendar
 
