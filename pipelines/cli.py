@@ -615,7 +615,7 @@ def report(config: ConfigOption = None, run_date: RunDate = None) -> None:
 
 
 def _report(settings: Settings, run_date: date) -> Path:
-    from pipelines.reporting import build_run_report
+    from pipelines.report.gather import build_run_report
 
     with _status("building the retention and monitoring report"):
         return build_run_report(settings, run_date)

@@ -119,7 +119,7 @@ def test_weekly_score_leaves_risk_lists_and_a_drift_table(world: dict) -> None:
 
 
 def test_report_reads_the_scored_weeks(world: dict) -> None:
-    from pipelines.reporting import build_run_report
+    from pipelines.report.gather import build_run_report
 
     path: Path = build_run_report(world["settings"], RUN_DATE)
     html = path.read_text()

@@ -11,7 +11,7 @@ import pytest
 from models.metrics import score_metrics
 from pipelines import reporting
 from pipelines.config import Settings
-from pipelines.reporting import ScoreHistory, realised_by_champion
+from pipelines.report.gather import ScoreHistory, realised_by_champion
 
 RUN = date(2026, 6, 1)
 
