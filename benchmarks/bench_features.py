@@ -49,9 +49,10 @@ from features.build import (
 )
 from features.catalog import ALWAYS, event_type_features, features_for_groups, groups_for_tables
 from features.config import FeatureConfig, SourceTable, WarehouseConfig
+from features.contract import CONTRACT
 from features.grid import observation_dates
 from features.session import materialize
-from features.sources import CONTRACT, create_staging_view, locate_sources
+from features.sources import create_staging_view, locate_sources
 from features.usage import history_plan, ranked_event_types, run_usage_step, usage_plan
 from features.validation import feature_reads_after, prepare_sources
 from features.warehouse import DuckDBWarehouse, quote_ident

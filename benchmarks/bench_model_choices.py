@@ -227,7 +227,7 @@ def main() -> None:
 
 
 def _demo_settings(args, cache: Path):
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / "warehouse.duckdb"

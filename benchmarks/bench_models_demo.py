@@ -4,7 +4,7 @@
         [--years 3.0] [--end 2026-11-16] [--config configs/default.yaml] [--targets churn,expansion]
         [--cache-dir /tmp/churnlens-bench-demo] [--rebuild] [--report-dir DIR]
 
-Generates the demo warehouse (``pipelines.demo_data``) into an in-memory DuckDB, stages and
+Generates the demo warehouse (``pipelines.demo.data``) into an in-memory DuckDB, stages and
 validates the sources (``features.validation.prepare_sources``), builds the features and labels
 over the weekly observation grid of the config (``features.build.build_features``,
 ``features.labels.build_labels``), joins them (``models.dataset.training_frame``) and trains each
@@ -40,7 +40,7 @@ from models.dataset import target_spec, training_frame
 from models.evaluation import write_report
 from models.train import HEALTH, LOGISTIC, MODEL, TrainResult, train_model
 from pipelines.config import Settings, load_settings
-from pipelines.demo_data import generate_demo, write_demo
+from pipelines.demo.data import generate_demo, write_demo
 
 COLUMNS = {
     "pr_auc": "PR-AUC",

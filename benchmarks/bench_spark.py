@@ -41,8 +41,8 @@ import pandas as pd
 
 from features.build import assemble_features, build_features, tidy_features
 from features.config import FeatureConfig, SourceTable, SparkConfig, WarehouseConfig
+from features.contract import CONTRACT
 from features.grid import observation_dates
-from features.sources import CONTRACT
 from features.validation import prepare_sources
 from features.warehouse import DuckDBWarehouse, Warehouse
 

@@ -60,9 +60,9 @@ def prepare(data: Path, work: Path, threads: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from features.build import build_features
     from features.config import FeatureConfig, SourceTable, WarehouseConfig
+    from features.contract import CONTRACT
     from features.grid import observation_dates
     from features.labels import build_labels
-    from features.sources import CONTRACT
     from features.validation import prepare_sources
     from features.warehouse import DuckDBWarehouse
     from pipelines.dates import data_horizon, end_of

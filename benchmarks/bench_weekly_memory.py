@@ -53,7 +53,7 @@ _CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else None
 sys.path.insert(0, _CODE or str(Path(__file__).resolve().parents[1]))
 
 from features.config import SourceTable, WarehouseConfig  # noqa: E402
-from features.sources import CONTRACT  # noqa: E402
+from features.contract import CONTRACT  # noqa: E402
 from features.warehouse import DuckDBWarehouse  # noqa: E402
 
 TRAIN_WEEKS_BEFORE = 16  # the bundle's training date, weeks before the run date

@@ -5,7 +5,7 @@
 usage_events goes to ``<out>/usage_events/part-NNNNN.parquet`` (one file per block of
 accounts, written as soon as the block is generated); every other contract table to
 ``<out>/<table>.parquet``; ground truth to ``<out>/truth/<name>.parquet``. The blocks come from
-``pipelines.demo_data.iter_demo_blocks``, the same code path (and, for the same seed, the same
+``pipelines.demo.data.iter_demo_blocks``, the same code path (and, for the same seed, the same
 accounts block by block) as ``generate_demo``; only the usage density differs
 (``--events-scale``, default 1.4: ~50 million events for 20,000 accounts over 2.5 years).
 """
@@ -23,8 +23,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.demo_data import iter_demo_blocks, tz_columns_to_utc
-from pipelines.demo_world import BLOCK_SIZE, Calendar
+from pipelines.demo.data import iter_demo_blocks, tz_columns_to_utc
+from pipelines.demo.world import BLOCK_SIZE, Calendar
 
 
 def _last_monday(today: date) -> date:

@@ -384,7 +384,7 @@ def _spark_name(table: str, schema: str | None = None) -> str:
 
 
 def _type_name(spark_type: str) -> str:
-    """Spark's type names as the source checks read them (``features.sources.type_family``):
+    """Spark's type names as the source checks read them (``features.physical_types.type_family``):
     TIMESTAMP (an instant, shown in the session's UTC) is a plain timestamp there."""
     return {"timestamp_ntz": "timestamp", "timestamp_ltz": "timestamp"}.get(spark_type, spark_type)
 

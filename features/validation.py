@@ -1,7 +1,7 @@
 """Validate the source tables against the input contract, then stage them.
 
-Every check is SQL run inside the warehouse and derived from ``features.sources.CONTRACT``
-(:func:`features.sources.row_rules`): one aggregate query per table counts every row rule at once
+Every check is SQL run inside the warehouse and derived from ``features.contract.CONTRACT``
+(:func:`features.row_rules.row_rules`): one aggregate query per table counts every row rule at once
 (one scan; a second, grouped query only for tables with a key, a self-join of contracts for
 overlaps). Only failing checks and exclusions fetch example rows. Rules are either errors
 (collected, then raised together as one :class:`ContractError`) or counted exclusions that the
@@ -34,15 +34,12 @@ from typing import Any
 
 from features.catalog import FEATURES
 from features.config import WarehouseConfig
+from features.contract import CONTRACT, SQL_TYPES, TableSpec
+from features.physical_types import ACCEPTED_FAMILIES, converted_to_utc, type_accepted
+from features.row_rules import RowRule, row_rules
 from features.sources import (
-    ACCEPTED_FAMILIES,
-    CONTRACT,
     COPIES_COLUMN,
-    SQL_TYPES,
-    RowRule,
     SourceLocation,
-    TableSpec,
-    converted_to_utc,
     copies_select,
     copies_table,
     create_empty_staging_view,
@@ -52,11 +49,9 @@ from features.sources import (
     present_columns,
     reference_relations,
     resolve_relations,
-    row_rules,
     row_time,
     row_time_after,
     timestamp_literal,
-    type_accepted,
     typed_select,
 )
 from features.warehouse import Warehouse, qualified, quote_ident

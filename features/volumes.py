@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from features.sources import CONTRACT, staging_view, with_duplicates_view
+from features.contract import CONTRACT
+from features.sources import staging_view, with_duplicates_view
 from features.warehouse import Warehouse
 
 VOLUME_COLUMNS = ("source", "week", "week_end", "rows", "accounts")

@@ -5,9 +5,9 @@ and a recency/RFM logistic regression on a handful of columns a notebook would s
 The logistic inputs are made well-conditioned before scaling: counts and amounts (any column
 that is never negative and spans more than two orders of magnitude) enter as ``log1p``, every
 numeric is clipped to its training 0.5-99.5 % quantiles (so a new extreme cannot dominate), then
-median-imputed with missing indicators and standardised, all fitted on the training rows. On one
-outside base the untransformed version gave ROC-AUC 0.50 and log-loss 1.64: unbounded event
-counts, standardised, put a few accounts at |z| > 50 and the fit at near-separation.
+median-imputed with missing indicators and standardised, all fitted on the training rows: a
+baseline that fails numerically says nothing about the booster
+(docs/decisions/0004-logistic-baseline-inputs.md).
 
 The logistic fits are bounded in cost: a window of more than ``MAX_LOGISTIC_ROWS`` rows is
 fitted (transforms and regression) on a seeded random sample of that many of its rows. Weekly

@@ -6,10 +6,9 @@ regression. ``choose_calibrator`` fits both on the earlier part of the calibrati
 the one with the lower Brier score on its later part, then refits the winner on the whole slice.
 
 Both maps are strictly increasing, so a calibrated score ranks accounts exactly as the booster
-does: plain isotonic regression is a step function whose flat steps would tie hundreds of
-accounts (on one demo backtest that alone cut the churn PR-AUC from 0.356 to 0.308) and whose
-lowest step, clipped at 1e-6, held 76 % of demo accounts; so the isotonic map here is smoothed
-(see :class:`IsotonicCalibrator`).
+does: plain isotonic regression is a step function whose flat steps tie accounts, so the
+isotonic map here is smoothed (:class:`IsotonicCalibrator`;
+docs/decisions/0003-smoothed-isotonic-calibration.md).
 
 Calibrators are stored as JSON, never pickled (:func:`calibrator_to_state` /
 :func:`calibrator_from_state`): a state is a dict of plain floats and lists with a ``kind`` from

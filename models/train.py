@@ -6,17 +6,12 @@ dates (purged by the label gap); the calibrator is fitted on its margins on that
 which it never trained on. With ``model.refit`` (the default) the booster that ships is then
 retrained with the same parameters and number of trees on the whole window.
 
-Why refit: the purge costs lead + horizon + grace days of as_of dates, so on 18 months of weekly
-rows the selection booster fits only the oldest 22-36 % of a fold's rows (on the 2.5-year demo,
-seed 7: 57-85 churned accounts against the 131-165 the logistic baseline learns from) and nothing
-from the latest months. The calibrator is applied to the refit booster's margins, shifted so that
-its mean calibrated risk on the calibration slice equals the selection booster's there
-(``models.calibration.level_offset``). Without that shift the level was counted twice when the
-churn rate drifts: the calibrator learns how far the selection booster, fitted on older rows,
-misses the recent rate, and the refit booster has already learnt that rate from those rows; on
-demo seeds 3 and 5 the out-of-time observed/expected churn was 0.88 and 0.76 with the plain
-transfer, 1.09 and 0.95 with the shift (1.09 and 0.87 without refit), ranking unchanged.
-The backtest's ECE and observed/expected (on test windows neither booster saw) check it.
+Why refit: the purge of the label gap leaves the selection booster only the oldest part of its
+window and none of the latest months. The calibrator is applied to the refit booster's margins,
+shifted so that its mean calibrated risk on the calibration slice equals the selection
+booster's there (``models.calibration.level_offset``), or the level would be counted twice when
+the churn rate drifts. The backtest's ECE and observed/expected (on test windows neither booster
+saw) check it; the experiments are in docs/decisions/0001-refit-and-level-shift.md.
 
 Any history length: the label gap is purged once, between backtest folds
 (:func:`models.backtest.plan_folds` drops or shortens folds the history cannot hold); inside a
@@ -82,8 +77,8 @@ SHAP_SAMPLE_ROWS = 2000
 MIN_TUNING_POSITIVES = 150
 # Data-size-adaptive LightGBM default (for a min_data_in_leaf that model.params leaves out):
 # a leaf holds at least one in ROWS_PER_LEAF rows, within [MIN_LEAF_ROWS, MAX_LEAF_ROWS].
-# Weekly rows of one account are near-duplicates, so leaves must stay large: on outside worlds
-# crm5 seeds 1-2 (~14 k rows, 250 positives) leaves of 200 beat 50 and 20 out of time.
+# Weekly rows of one account are near-duplicates, so leaves must stay large
+# (docs/decisions/0002-leaf-and-categorical-sizes.md).
 ROWS_PER_LEAF = 60
 MIN_LEAF_ROWS, MAX_LEAF_ROWS = 20, 200
 # Fewest positives (and negatives) in the fit rows and in the early-stopping slice to early-stop
@@ -133,13 +128,8 @@ def data_size_params(
     frame: pd.DataFrame, *, label: str, configured: dict[str, Any]
 ) -> dict[str, Any]:
     """``min_data_in_leaf`` for this many rows, unless ``configured`` (``model.params``) sets it:
-    rows/60 within [20, 200] -- 200 on the demo and on a 650-account outside base over 18
-    months, 70 on 300 accounts over 14 weeks, 20 below 1,200 rows, where 200 would leave no split.
-
-    Categorical settings stay LightGBM's (``max_cat_to_onehot`` 4, ``min_data_per_group`` 100,
-    ``cat_smooth`` 10): one-vs-rest up to 8 levels with ``min_data_per_group`` = the leaf size
-    and ``cat_smooth`` 20 changed nothing on crm5 seed 1 and cost 0.003 mean PR-AUC (0.024 on
-    the latest fold) on the 600-account demo, so they are not shipped."""
+    rows/60 within [20, 200] (20 below 1,200 rows, where 200 would leave no split). Categorical
+    settings stay LightGBM's; docs/decisions/0002-leaf-and-categorical-sizes.md says why."""
     del label  # sizes follow rows: positives cluster in few accounts, rows per account are many
     if "min_data_in_leaf" in configured:
         return {}

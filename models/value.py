@@ -1,10 +1,9 @@
 """How much ARR an account is expected to gain, learned from the model's own training rows.
 
 The expansion model gives P(expand within the horizon); the weekly list and the NDR forecast
-need an *amount*. A fixed uplift from config missed badly on the demo data (the forecast
-backtest covered realised expansion 0 times in 9), for two reasons: the size of an expansion
-differs by segment, and ARR also grows on renewals that stay below the expansion threshold
-(price uplifts), which the realised ARR bridge counts as expansion.
+need an *amount*. A fixed uplift misses it (docs/decisions/0005-expansion-amount-ratios.md):
+the size of an expansion differs by segment, and ARR also grows on renewals that stay below the
+expansion threshold (price uplifts), which the realised ARR bridge counts as expansion.
 
 So the expansion bundle carries two ratios per segment, fitted on the labelled training rows:
 

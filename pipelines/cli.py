@@ -170,7 +170,7 @@ def demo_data(
     years: Annotated[float | None, typer.Option(help="Years of history.")] = None,
 ) -> None:
     """Generate the demo warehouse (all contract tables, plus ground truth kept apart)."""
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     settings = _settings(config)
     demo = settings.demo
@@ -629,7 +629,7 @@ def report(config: ConfigOption = None, run_date: RunDate = None) -> None:
 
 
 def _report(settings: Settings, run_date: date) -> Path:
-    from pipelines.reporting import build_run_report
+    from pipelines.report.gather import build_run_report
 
     with _status("building the retention and monitoring report"):
         return build_run_report(settings, run_date)
@@ -643,7 +643,7 @@ def _user_error(exc: BaseException) -> bool:
     from models.backtest import SplitError
     from models.bundle import FeatureMismatchError, LibraryVersionError
     from models.registry import RegistryError
-    from pipelines.demo_data import DemoTargetError
+    from pipelines.demo.data import DemoTargetError
     from pipelines.flows import NothingTrainedError
     from serving.lookahead import LookaheadError
 

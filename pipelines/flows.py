@@ -53,7 +53,7 @@ from models.registry import (
 from models.train import TrainResult, train_model
 from pipelines.config import ConfigError, Settings, load_settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
-from pipelines.reporting import realised_by_champion
+from pipelines.report.gather import realised_by_champion
 from pipelines.runtime import stop_requested, tracking_store
 from serving.changes import week_over_week
 from serving.delivery import DeliveryReport, deliver_run

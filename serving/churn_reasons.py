@@ -24,10 +24,11 @@ from datetime import timedelta
 
 import pandas as pd
 
-from features.sources import CONTRACT, staging_view
+from features.contract import CONTRACT
+from features.sources import staging_view
 from features.warehouse import Warehouse, quote_ident
 from serving.config import REASON_CATEGORIES
-from serving.report import Section, Table
+from serving.render import Section, Table
 
 STATED_CATEGORIES: tuple[str, ...] = CONTRACT["churn_reasons"].column("reason_category").allowed
 """The taxonomy of stated reasons (docs/data-contract.md, ``churn_reasons``)."""

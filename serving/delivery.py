@@ -35,17 +35,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from features.warehouse import Warehouse, qualified, validate_ident
 from serving.changes import week_over_week
 from serving.config import OutputTables, ServingConfig
 from serving.reasons import format_money
+from serving.render import render
 from serving.risk_list import UNASSIGNED, RiskListPaths, read_manifest
 from serving.writeback import read_previous
 
-_TEMPLATES = Path(__file__).parent / "templates"
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _LIST_FILE = re.compile(r"^risk_list_.+\.csv$")
 T = TypeVar("T")
@@ -253,9 +252,7 @@ def email_message(
 
 
 def _render(template: str, context: Mapping[str, Any], *, autoescape: bool = True) -> str:
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=autoescape)
-    env.filters["money"] = format_money
-    return env.get_template(template).render(**context)
+    return render(template, context, filters={"money": format_money}, autoescape=autoescape)
 
 
 _SLACK_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})

@@ -26,7 +26,7 @@ import pandas as pd
 from features.config import WarehouseConfig
 from features.sources import create_staging_view, locate_sources, staging_view
 from features.warehouse import Warehouse, quote_ident
-from serving.report import Section, Table
+from serving.render import Section, Table
 
 SIGNAL_COLUMNS = ("seat_overage", "seat_overage_share", "cross_sell_product", "cross_sell_share")
 """Columns :func:`add_expansion_signals` puts on the scored predictions."""

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.warehouse import Warehouse, qualified
 
 if TYPE_CHECKING:  # the report's types; imported where used, so loading the config stays light
-    from serving.report import Section
+    from serving.render import Section
 
 HOLDOUT_COLUMN = "holdout"
 HOLDOUTS_SCHEMA: dict[str, str] = {
@@ -269,7 +269,7 @@ def holdout_outcomes(holdouts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFra
 
 def uplift_section(outcomes: pd.DataFrame | None, *, horizon_days: int, seed: int = 0) -> Section:
     """The report section: does the list work? Listed vs held-out churn with intervals."""
-    from serving.report import Section, Table
+    from serving.render import Section, Table
 
     section = Section("Does acting on the list save accounts? (holdout uplift)", "uplift")
     if outcomes is None or outcomes.empty or not outcomes["holdout"].astype(bool).any():

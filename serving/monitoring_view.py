@@ -15,6 +15,8 @@ from typing import SupportsFloat
 
 import pandas as pd
 
+from serving.render import html_table
+
 GLOSSARY: dict[str, str] = {
     "PSI": "population stability index: how far this week's distribution of a feature has moved "
     "from the model's training window (under 0.10 stable, 0.10-0.25 worth a look, over 0.25 "
@@ -58,12 +60,6 @@ def _range(lower: SupportsFloat | None, upper: SupportsFloat | None, digits: int
     return f"{_number(lower, digits)} to {_number(upper, digits)}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="fit"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def drift_html(drift: pd.DataFrame | None, note: str, *, max_rows: int = 15) -> str:
     """Feature drift in words: how many features moved, the ones that did (worst first), and
     those measured only because they drift by construction."""
@@ -85,7 +81,9 @@ def drift_html(drift: pd.DataFrame | None, note: str, *, max_rows: int = 15) -> 
         ]
         for r in moved.head(max_rows).itertuples()
     ]
-    table = _table(["feature", "status", "PSI", "missing (training -> now)"], rows) if rows else ""
+    table = (
+        html_table(["feature", "status", "PSI", "missing (training -> now)"], rows) if rows else ""
+    )
     excluded = drift[drift["status"] == "excluded"]
     measured = ", ".join(
         f"<code>{html.escape(str(r.feature))}</code> (PSI {_number(r.psi)})"
@@ -121,7 +119,7 @@ def volumes_html(volumes: pd.DataFrame | None) -> str:
         for r in volumes.itertuples()
     ]
     headers = ["source", "status", "rows, last 7 days", "rows, typical week", "accounts", "note"]
-    return f"<p>{lead}</p>{_table(headers, rows)}"
+    return f"<p>{lead}</p>{html_table(headers, rows)}"
 
 
 _METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "churners": "churned accounts"}
@@ -145,7 +143,7 @@ def estimate_html(estimate: pd.DataFrame | None, comparison: pd.DataFrame | None
     parts = [
         "<p>Before outcomes are known, the model's own probabilities say this week's list "
         "should score:</p>",
-        _table(["measure", "expected", "likely range"], rows),
+        html_table(["measure", "expected", "likely range"], rows),
     ]
     if comparison is not None and comparison["realised"].notna().any():
         matured = comparison[comparison["realised"].notna()]
@@ -172,5 +170,5 @@ def estimate_html(estimate: pd.DataFrame | None, comparison: pd.DataFrame | None
             for r in matured.itertuples()
         ]
         headers = ["scored on", "measure", "estimated", "range", "realised", "inside?"]
-        parts.append(_table(headers, rows))
+        parts.append(html_table(headers, rows))
     return "".join(parts)

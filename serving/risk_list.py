@@ -27,15 +27,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from serving.config import TierConfig
 from serving.faults import checkpoint
@@ -49,9 +48,9 @@ from serving.playbook import (
     risk_bands,
 )
 from serving.reasons import format_money, split_reasons
+from serving.render import columns_svg, environment, horizontal_bars_svg
 from serving.score import QUADRANTS, TIERS, Scored
 
-_TEMPLATES = Path(__file__).parent / "templates"
 UNASSIGNED = "unassigned"
 HOLDOUT_COLUMN = "holdout"
 """Boolean column of ``Scored.predictions`` (set by the holdout step when there is one): True
@@ -182,7 +181,7 @@ def _write_all(
 ) -> _Written:
     out = _Written(RiskListPaths(out_dir=work))
     paths = out.paths
-    env = _environment()
+    env = environment(_FILTERS)
     page = env.get_template("risk_list.html.j2")
     listed = table[~table["holdout"]].reset_index(drop=True)
     shown = for_people(listed)
@@ -773,20 +772,6 @@ def _md(text: object, limit: int = NAME_CHARS) -> str:
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True)
-    env.filters["money"] = format_money
-    env.filters["pct"] = _pct
-    env.filters["sortkey"] = _sortkey
-    env.filters["short_money"] = short_money
-    env.filters["days_key"] = _days_key
-    env.filters["search_text"] = _search_text
-    env.filters["in_days"] = _in_days
-    env.filters["days_ago"] = _days_ago
-    env.filters["points"] = _points
-    return env
-
-
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
@@ -876,10 +861,7 @@ def _page_context(
         ),
         "changes": [r for r in records if r["change"] is not None],
         "risk_chart": risk_band_svg(rows["risk_band_order"], labels),
-        "segment_chart": bar_chart_svg(
-            rows.groupby("segment")["arr_at_risk"].sum().sort_values(ascending=False),
-            title="ARR at risk by segment",
-        ),
+        "segment_chart": _segment_chart(rows),
         "quadrants": QUADRANTS,
     }
 
@@ -910,10 +892,7 @@ def _summary_context(
         ),
         "csm_links": [(clip(owner), path.name) for owner, path in paths.csm_html.items()],
         "risk_chart": risk_band_svg(table["risk_band_order"], labels),
-        "segment_chart": bar_chart_svg(
-            table.groupby("segment")["arr_at_risk"].sum().sort_values(ascending=False),
-            title="ARR at risk by segment",
-        ),
+        "segment_chart": _segment_chart(table),
     }
 
 
@@ -921,50 +900,23 @@ def risk_band_svg(band_order: pd.Series, labels: list[str]) -> Markup:
     """Accounts per risk band (position in ``labels``, the bands the list shows) as an inline
     SVG bar chart."""
     counts = np.bincount(band_order.to_numpy(int), minlength=len(labels))[: len(labels)]
-    return _columns_svg(labels, counts.tolist(), title="Accounts by churn risk band")
+    return columns_svg(labels, counts.tolist(), title="Accounts by churn risk band")
 
 
-def bar_chart_svg(values: pd.Series, *, title: str) -> Markup:
-    """Horizontal bars with money labels (e.g. ARR at risk by segment) as inline SVG."""
-    width, row_h, label_w = 520, 26, 150
-    top = max(values.max(), 1.0) if len(values) else 1.0
-    rows = []
-    for i, (label, value) in enumerate(values.items()):
-        y = 28 + i * row_h
-        bar = (width - label_w - 110) * float(value) / top
-        rows.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(str(label))}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{bar:.1f}" height="{row_h - 8}" '
-            f'fill="#c0392b"/><text x="{label_w + bar + 6:.1f}" y="{y + 15}">'
-            f"{escape(format_money(float(value)))}</text>"
-        )
-    height = 36 + row_h * max(len(values), 1)
-    return Markup(
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(title)}" font-size="12" font-family="sans-serif">'
-        f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>{"".join(rows)}</svg>'
-    )
+def _segment_chart(rows: pd.DataFrame) -> Markup:
+    """ARR at risk per segment, largest first, as inline SVG bars labelled in money."""
+    by_segment = rows.groupby("segment")["arr_at_risk"].sum().sort_values(ascending=False)
+    return horizontal_bars_svg(by_segment, title="ARR at risk by segment", label=format_money)
 
 
-def _columns_svg(labels: list[str], counts: list[int], *, title: str) -> Markup:
-    width, height, base = 520, 200, 160
-    step = (width - 20) / max(len(labels), 1)
-    top = max(max(counts, default=0), 1)
-    bars = []
-    for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
-        h = (base - 40) * count / top
-        x = 10 + i * step
-        bars.append(
-            f'<rect x="{x + 4:.1f}" y="{base - h:.1f}" width="{step - 8:.1f}" height="{h:.1f}" '
-            f'fill="#2c7fb8"/><text x="{x + step / 2:.1f}" y="{base - h - 4:.1f}" '
-            f'text-anchor="middle">{count:,}</text><text x="{x + step / 2:.1f}" y="{base + 16}" '
-            f'text-anchor="middle" font-size="10">{escape(label)}</text>'
-        )
-    return Markup(
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(title)}" font-size="11" font-family="sans-serif">'
-        f'<text x="0" y="16" font-weight="bold" font-size="12">{escape(title)}</text>'
-        f"{''.join(bars)}</svg>"
-    )
+_FILTERS: dict[str, Callable[..., str]] = {
+    "money": format_money,
+    "pct": _pct,
+    "sortkey": _sortkey,
+    "short_money": short_money,
+    "days_key": _days_key,
+    "search_text": _search_text,
+    "in_days": _in_days,
+    "days_ago": _days_ago,
+    "points": _points,
+}

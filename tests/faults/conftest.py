@@ -15,6 +15,16 @@ from tests.faults.harness import Target
 from tests.faults.job import seed
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` the concurrency case that only costs time: a DuckDB file admits one writing
+    process, so four writers there add nothing to two (before ``-m`` and the skip read marks)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("target") == "duckdb" and len(params.get("days", ())) == 4:
+            item.add_marker(pytest.mark.slow)
+
+
 def _duck_target(tmp: Path) -> Target:
     path = tmp / "wh.duckdb"
     with DuckDBWarehouse(path) as wh:

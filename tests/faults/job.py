@@ -160,7 +160,7 @@ RUN_DATE = date(2026, 11, 16)
 
 def seed(wh: Warehouse, *, schema: str, n_accounts: int = 30) -> None:
     """A small demo warehouse in ``schema`` (its ground truth in ``<schema>_truth``)."""
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     data = generate_demo(n_accounts=n_accounts, seed=5, end=RUN_DATE, years=1.0)
     write_demo(wh, data, schema=schema, truth_schema=f"{schema}_truth")

@@ -32,11 +32,6 @@ def _wait_for_line(job: Job, text: str, *, limit: float = 240) -> None:
         time.sleep(0.05)
 
 
-def _slow_selected(request: pytest.FixtureRequest) -> bool:
-    marks = request.config.getoption("-m") or ""
-    return "slow" in marks or os.environ.get("CHURNLENS_SLOW") == "1"
-
-
 def _one_row_per_account(target: Target, days: set[str]) -> None:
     with target.connect() as wh:
         s = target.schema
@@ -60,12 +55,11 @@ def _one_row_per_account(target: Target, days: set[str]) -> None:
 @pytest.mark.parametrize(
     "days", [[D1, D1], [D1, D1, D2, D2]], ids=["2-writers-one-date", "4-writers-two-dates"]
 )
-def test_concurrent_writers_wait_and_never_interleave(request, target, days):
+def test_concurrent_writers_wait_and_never_interleave(target, days):
     """The writers of the held date wait, then write one at a time; on PostgreSQL the writers
     of another date go ahead meanwhile. A DuckDB file admits one writing process: every
-    writer waits for the file, whatever its date (four add nothing to two but time: slow)."""
-    if target.kind == "duckdb" and len(days) == 4 and not _slow_selected(request):
-        pytest.skip("slow: run with -m slow or CHURNLENS_SLOW=1")
+    writer waits for the file, whatever its date (four add nothing to two but time: the
+    DuckDB case of four is marked slow in tests/faults/conftest.py)."""
     me = f"PID {os.getpid()}"
     config = ServingConfig(lock_timeout_seconds=0)
     holder = target.connect()

@@ -6,15 +6,10 @@ import pandas as pd
 import pytest
 
 from features.config import WarehouseConfig
-from features.sources import (
-    CONTRACT,
-    SourceMappingError,
-    create_staging_view,
-    locate_sources,
-    row_rules,
-    type_accepted,
-    type_family,
-)
+from features.contract import CONTRACT
+from features.physical_types import type_accepted, type_family
+from features.row_rules import row_rules
+from features.sources import SourceMappingError, create_staging_view, locate_sources
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def test_on_the_demo_ground_truth_the_realised_figures_lie_within_the_intervals(
     alone, must contain what the decisions then realised."""
     from datetime import date
 
-    from pipelines.demo_data import generate_demo
+    from pipelines.demo.data import generate_demo
 
     renewals = generate_demo(n_accounts=250, seed=7, end=date(2026, 6, 1), years=1.2).truth[
         "renewals"

@@ -27,7 +27,7 @@ TRAIN_DATES = [datetime(2026, 4, 6), datetime(2026, 4, 13), datetime(2026, 4, 20
 @pytest.fixture(scope="module")
 def broken_world():
     from pipelines.config import Settings, stage_sources
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     settings = Settings()
     data = generate_demo(n_accounts=60, seed=3, end=date(2026, 6, 1), years=0.8)

@@ -76,7 +76,7 @@ class TrainedWorld:
 @pytest.fixture(scope="session")
 def trained_world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> TrainedWorld:
     from pipelines.config import load_settings, open_warehouse
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
     from pipelines.flows import train
     from pipelines.runtime import drain_prefect_queues
 

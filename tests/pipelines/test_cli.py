@@ -53,7 +53,7 @@ def test_validate_prints_offending_rows_verbatim(tmp_path) -> None:
     from datetime import date
 
     from pipelines.config import load_settings, open_warehouse
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     config = tmp_path / "c.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")

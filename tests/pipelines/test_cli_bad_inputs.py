@@ -111,7 +111,7 @@ def test_open_warehouse_creates_only_when_asked(tmp_path) -> None:
 def test_validate_exits_1_with_the_rows_of_a_bad_input(tmp_path) -> None:
     from datetime import date
 
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     config = _config(tmp_path)
     data = generate_demo(n_accounts=30, seed=5, end=date(2026, 11, 16), years=1.0)

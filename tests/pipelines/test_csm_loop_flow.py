@@ -45,7 +45,7 @@ def test_holdouts_are_recorded_with_the_predictions(looped: dict) -> None:
 
 
 def test_report_has_the_loop_sections(looped: dict) -> None:
-    from pipelines.reporting import build_run_report
+    from pipelines.report.gather import build_run_report
 
     html = build_run_report(looped["settings"], RUN_DATE).read_text()
     assert 'id="uplift"' in html and 'id="churn-reasons"' in html

@@ -179,7 +179,7 @@ def test_a_connection_killed_before_write_back_is_retried_on_a_new_connection(
     retries on a fresh connection from the factory, and the run completes with every row."""
     from features.warehouse import PostgresWarehouse
     from pipelines import flows
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     schema = f"t_{uuid.uuid4().hex[:10]}"
     schemas = (schema, f"{schema}_out", f"{schema}_truth")

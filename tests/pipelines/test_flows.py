@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.warehouse import Warehouse
@@ -118,12 +119,27 @@ def test_weekly_score_leaves_risk_lists_and_a_drift_table(world: dict) -> None:
 
 
 def test_report_reads_the_scored_weeks(world: dict) -> None:
-    from pipelines.reporting import build_run_report
+    from pipelines.report.gather import build_run_report
 
-    path: Path = build_run_report(world["settings"], RUN_DATE)
+    settings = world["settings"]
+    path: Path = build_run_report(settings, RUN_DATE)
     html = path.read_text()
-    assert "Net dollar retention" in html or "NDR" in html
-    assert "drift" in html.lower()
+    # the drift the latest weekly run kept (against the champion's training window), not a
+    # drift rebuilt from today's warehouse: its status counts and every moved feature
+    kept = pd.read_csv(settings.report_dir / "monitoring" / f"drift-{RUN_DATE.isoformat()}.csv")
+    counts = kept["status"].value_counts()
+    assert (
+        f"{counts.get('alert', 0)} alert(s), {counts.get('warn', 0)} warning(s), "
+        f"{counts.get('ok', 0)} stable feature(s)"
+    ) in html
+    monitoring = html[html.index('id="drift"') : html.index('id="realised"')]
+    moved = kept[kept["status"].isin(["alert", "warn"])]
+    for row in moved.itertuples():
+        assert f"feature drift {row.status}: {row.feature} PSI" in monitoring
+    assert "No weekly checks were kept" not in html
+    # the forecast comes from the latest scored week, with its horizon
+    horizon = settings.features.labels.lead_days + settings.features.labels.horizon_days
+    assert f"Forecast NDR, next {horizon} days" in html
 
 
 def test_train_stores_the_drift_reference_of_its_training_window_in_the_bundle(world: dict) -> None:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from models.metrics import score_metrics
-from pipelines import reporting
 from pipelines.config import Settings
-from pipelines.reporting import ScoreHistory, realised_by_champion
+from pipelines.report import gather
+from pipelines.report.gather import ScoreHistory, realised_by_champion
 
 RUN = date(2026, 6, 1)
 
@@ -36,9 +36,9 @@ def history(monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
         "churnlens-churn v1": {"latest_pr_auc": 0.5, "latest_roc_auc": 0.8},
         "churnlens-churn v2": {"latest_pr_auc": 0.6},  # a metric it never logged is left out
     }
-    monkeypatch.setattr(reporting, "read_score_history", lambda *a, **k: ScoreHistory(rows))
-    monkeypatch.setattr(reporting, "_matured_outcomes", lambda *a, **k: labels)
-    monkeypatch.setattr(reporting, "version_metrics", lambda **k: logged[k["model"]])
+    monkeypatch.setattr(gather, "read_score_history", lambda *a, **k: ScoreHistory(rows))
+    monkeypatch.setattr(gather, "_matured_outcomes", lambda *a, **k: labels)
+    monkeypatch.setattr(gather, "version_metrics", lambda **k: logged[k["model"]])
     return rows.assign(churned=churned.astype(int))
 
 
@@ -62,5 +62,5 @@ def test_each_champion_gets_its_backtest_and_realised_metric(history: pd.DataFra
 
 def test_no_matured_scores_means_no_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
     empty = ScoreHistory(pd.DataFrame(columns=["run_date", "account_id"]))
-    monkeypatch.setattr(reporting, "read_score_history", lambda *a, **k: empty)
+    monkeypatch.setattr(gather, "read_score_history", lambda *a, **k: empty)
     assert realised_by_champion(None, Settings(), RUN, tracking=None) is None  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.demo_data import generate_demo
+from pipelines.demo.data import generate_demo
 from serving.holdout import (
     HOLDOUTS_SCHEMA,
     HoldoutConfig,

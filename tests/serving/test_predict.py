@@ -18,7 +18,7 @@ from features.warehouse import DuckDBWarehouse
 from models.bundle import ModelBundle, prepare_matrix
 from models.registry import ModelRef
 from pipelines.config import load_settings
-from pipelines.demo_data import generate_demo, write_demo
+from pipelines.demo.data import generate_demo, write_demo
 from serving.config import ServingConfig
 from serving.lookahead import LookaheadError, data_end
 from serving.predict import (

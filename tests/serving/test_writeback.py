@@ -202,7 +202,7 @@ def test_configured_table_names_are_used_for_writing_and_reading(wh, scored):
 
 def test_report_history_reads_the_configured_table(duck, scored):
     from pipelines.config import Settings
-    from pipelines.reporting import read_score_history
+    from pipelines.report.gather import read_score_history
 
     settings = Settings(serving=ServingConfig(tables=CUSTOM))
     schema = settings.warehouse.output_schema

@@ -51,7 +51,7 @@ def test_every_feature_file_transpiles_without_duckdb_only_functions(sql: str) -
 
 
 def test_text_with_utc_offsets_becomes_an_instant_read_in_utc() -> None:
-    """typed_expr's TIMESTAMPTZ try_cast AT TIME ZONE 'UTC' (features/sources.py): on Spark a
+    """typed_expr's TIMESTAMPTZ try_cast AT TIME ZONE 'UTC' (features/physical_types.py): on Spark a
     TIMESTAMP_LTZ (the offset honoured) cast to NTZ in the session's UTC."""
     out = to_spark(
         "select cast((case when ok then try_cast(src as timestamptz) end at time zone 'UTC') "

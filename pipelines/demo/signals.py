@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.demo_contracts import ContractBook
-from pipelines.demo_world import Accounts, Calendar, Latent, World
+from pipelines.demo.contracts import ContractBook
+from pipelines.demo.world import Accounts, Calendar, Latent, World
 
 EVENT_TYPES = (
     "login", "view_dashboard", "run_report", "create_project", "share_report", "edit_workflow",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.demo_signals import Panels, weekly_counts
-from pipelines.demo_world import Accounts, Calendar
+from pipelines.demo.signals import Panels, weekly_counts
+from pipelines.demo.world import Accounts, Calendar
 
 WEIGHTS = {"usage": 0.5, "support": 0.15, "nps": 0.15, "engagement": 0.2}
 GREEN, YELLOW = 70.0, 40.0
@@ -90,5 +90,5 @@ def color_before(exported: np.ndarray, pos: np.ndarray, day: np.ndarray
     week = np.floor((day - SCORE_HOUR / 24) / 7).astype(int)
     ok = (week >= 0) & (week < exported.shape[1])
     score = np.where(ok, filled[pos, np.clip(week, 0, exported.shape[1] - 1)], np.nan)
-    color = np.where(np.isnan(score), None, color_of(np.nan_to_num(score)))
+    color = np.where(np.isnan(score), None, color_of(np.nan_to_num(score)))  # type: ignore[call-overload]
     return score, color

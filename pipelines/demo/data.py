@@ -1,6 +1,6 @@
 """The demo warehouse: a synthetic B2B SaaS business with a hidden state that drives churn.
 
-``generate_demo`` returns the ten contract tables (``features.sources.CONTRACT`` names and
+``generate_demo`` returns the ten contract tables (``features.contract.CONTRACT`` names and
 columns) and, apart from them, the ground truth (latent state, every renewal decision and its
 drivers, summary rates). ``write_demo`` loads both into a warehouse; ``write_demo_parquet``
 writes the contract tables as Parquet. The generative story is in ``docs/demo-data.md``.
@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.sources import CONTRACT
+from features.contract import CONTRACT
 from features.warehouse import Warehouse, quote_ident
-from pipelines import demo_health, demo_reasons, demo_signals
-from pipelines.demo_contracts import ContractBook, simulate_contracts
-from pipelines.demo_signals import Panels
-from pipelines.demo_world import (
+from pipelines.demo import health as demo_health
+from pipelines.demo import reasons as demo_reasons
+from pipelines.demo import signals as demo_signals
+from pipelines.demo.contracts import ContractBook, simulate_contracts
+from pipelines.demo.signals import Panels
+from pipelines.demo.world import (
     BLOCK_SIZE,
     CSM_ROSTER,
     PROFILES,
@@ -187,9 +189,9 @@ def _accounts_table(
         "account_id": pd.array(ids, dtype="str"),
         "name": pd.array(names, dtype="str"),
         "segment": pd.array(acc.segment, dtype="str"),
-        "industry": pd.array(np.where(rng.random(n) < 0.06, None, acc.industry), dtype="str"),
+        "industry": pd.array(np.where(rng.random(n) < 0.06, None, acc.industry), dtype="str"),  # type: ignore[call-overload]
         "employees": pd.array(np.where(rng.random(n) < 0.1, None, employees), dtype="Int64"),
-        "csm_owner": pd.array(np.where(rng.random(n) < 0.02, None, owner), dtype="str"),
+        "csm_owner": pd.array(np.where(rng.random(n) < 0.02, None, owner), dtype="str"),  # type: ignore[call-overload]
         "created_at": _timestamps(np.minimum(created, acc.first_start), cal),
     })  # fmt: skip
     return frame

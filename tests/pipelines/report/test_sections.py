@@ -8,7 +8,7 @@ from features.retention import arr_movements, cohort_retention
 from models.forecast import backtest_forecast, forecast_next_period
 from models.health_audit import audit_health_score
 from models.monitoring import MonitoringConfig, feature_drift
-from serving.report import (
+from pipelines.report.sections import (
     COLUMN_LABELS,
     GLOSSARY,
     MonitoringView,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.demo_world import PROFILES, Accounts, Calendar, Latent, add_months
+from pipelines.demo.world import PROFILES, Accounts, Calendar, Latent, add_months
 
 DRIVERS = ("low_value", "champion_loss", "budget_cut", "exec_sponsor_loss", "mandated_shallow")
 _PRODUCT = {"enterprise": "Enterprise", "mid-market": "Business", "smb": "Team"}
@@ -176,7 +176,7 @@ def _decide(
         "end_day": cur.end[pos],
         "term_months": term,
         "decision": decision,
-        "primary_driver": np.where(churn, driver, None),
+        "primary_driver": np.where(churn, driver, None),  # type: ignore[call-overload]
         "churn_probability": np.round(p_churn, 4),
         "value_realised": np.round(v, 4),
         "champion_strength": np.round(c, 4),

@@ -50,6 +50,7 @@ from models.registry import Tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
 from pipelines.runtime import tracking_store
+from pipelines.report.sections import MonitoringView, build_report
 from serving.churn_reasons import churn_reasons_section, read_stated_reasons, review_churn_reasons
 from serving.expansion_signals import (
     add_expansion_signals,
@@ -57,7 +58,7 @@ from serving.expansion_signals import (
     products_in_force,
 )
 from serving.holdout import holdout_outcomes, read_holdouts, uplift_section
-from serving.report import MonitoringView, Section, build_report
+from serving.render import Section
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pipelines.demo_data as demo
-from features.sources import CONTRACT
-from pipelines.demo_data import DemoData, generate_demo, green_churn_share, write_demo
-from pipelines.demo_world import Calendar
+import pipelines.demo.data as demo
+from features.contract import CONTRACT
+from pipelines.demo.data import DemoData, generate_demo, green_churn_share, write_demo
+from pipelines.demo.world import Calendar
 
 END = date(2026, 11, 16)
 

@@ -8,8 +8,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from pipelines.demo_data import generate_demo
-from pipelines.demo_reasons import TRUE_DRIVER_TO_STATED
+from pipelines.demo.data import generate_demo
+from pipelines.demo.reasons import TRUE_DRIVER_TO_STATED
 from serving.churn_reasons import STATED_CATEGORIES
 
 END = date(2026, 11, 16)

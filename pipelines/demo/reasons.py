@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.demo_world import Accounts, Calendar
+from pipelines.demo.world import Accounts, Calendar
 
 TRUE_DRIVER_TO_STATED: dict[str, str] = {
     "low_value": "adoption",

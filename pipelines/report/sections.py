@@ -1,19 +1,16 @@
-"""The board report: retention, forecast and model monitoring in one self-contained HTML file.
+"""The report's sections: retention, forecast and model monitoring as a board reads them.
 
 Every input is a frame produced by ``features.retention``, ``models.forecast``,
 ``models.monitoring`` or ``models.health_audit``; any of them may be ``None`` (the section then
 says what is missing). The page is written for a customer-success leader taking it to a board:
 trailing-12-month retention first, one unit per figure (percentages for rates, $k/$M for money),
 human column names, a glossary of every abbreviation, and the model's own track record in
-words. Text is escaped by jinja2's autoescape; plots are PNGs drawn with matplotlib's object
-API (no pyplot, no GUI backend) and embedded as base64, so the file can be mailed or opened
-offline.
+words. :func:`build_report` writes it through ``serving.render`` (escaped text, charts as
+embedded PNGs), so the file can be mailed or opened offline.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -24,15 +21,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from models.health_audit import HealthAudit
 from models.metrics import REALISED_ECE_BINNING, ece_label
 from models.monitoring import REALISED_COLUMNS, drift_warnings
+from serving.render import Section, Table, image, render
 
-_TEMPLATES = Path(__file__).parent / "templates"
 _RATIO_HINTS = ("ndr", "grr", "rate", "share", "coverage", "retention", "capture", "missing")
 _MONEY_HINTS = ("arr", "expansion", "contraction", "error")
 _PLAIN_HINTS = ("psi", "auc", "brier", "ece", "corr", "gap", "score", "probability")
@@ -178,25 +174,6 @@ GLOSSARY: list[tuple[str, str]] = [
 
 
 @dataclass
-class Table:
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    caption: str = ""
-
-
-@dataclass
-class Section:
-    title: str
-    anchor: str
-    images: list[dict[str, str]] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    missing: str = ""
-    callouts: list[str] = field(default_factory=list)  # sentences set apart (bias, alerts)
-    alert: bool = False  # callouts are alerts (red), else plain statements
-
-
-@dataclass
 class MonitoringView:
     """What the model-monitoring section shows; every part is optional and rendered when given.
 
@@ -319,17 +296,6 @@ def frame_table(
 def _is_text(cell: str) -> bool:
     """Words, not a figure: aligned left (figures align right)."""
     return not re.match(r"^[−+\-]?\$?[\d.,]+|^–$", cell)
-
-
-def figure_png(fig: Figure) -> str:
-    """Base64 PNG of a matplotlib figure."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _image(fig: Figure, alt: str) -> dict[str, str]:
-    return {"data": figure_png(fig), "alt": alt}
 
 
 def _empty(frame: Any) -> bool:
@@ -477,7 +443,7 @@ def _retention_chart(
     ax.set_ylabel("share of starting ARR")
     ax.legend(fontsize=8, ncol=2, loc="lower left", frameon=False)
     fig.autofmt_xdate()
-    return _image(fig, "NDR and GRR: trailing 12 months and quarter over quarter")
+    return image(fig, "NDR and GRR: trailing 12 months and quarter over quarter")
 
 
 def cohort_section(
@@ -492,7 +458,7 @@ def cohort_section(
     values = grid.to_numpy(dtype=float)
     fig = Figure(figsize=(10, 0.42 * len(grid) + 1.4))
     ax = fig.add_subplot()
-    image = ax.imshow(values, aspect="auto", cmap="RdYlGn", vmin=0.5, vmax=1.3)
+    heatmap = ax.imshow(values, aspect="auto", cmap="RdYlGn", vmin=0.5, vmax=1.3)
     labels = [f"{c}  ({n:,} accounts)" for c, n in zip(grid.index, sizes, strict=True)]
     ax.set_yticks(range(len(grid)), labels=labels, fontsize=8)
     ax.set_xticks(range(len(grid.columns)), labels=[str(c) for c in grid.columns], fontsize=8)
@@ -500,9 +466,9 @@ def cohort_section(
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
             ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7)
-    bar = fig.colorbar(image, ax=ax, label="ARR retained", format=PercentFormatter(1.0))
+    bar = fig.colorbar(heatmap, ax=ax, label="ARR retained", format=PercentFormatter(1.0))
     bar.ax.tick_params(labelsize=8)
-    section.images.append(_image(fig, "cohort ARR retention heatmap"))
+    section.images.append(image(fig, "cohort ARR retention heatmap"))
     if history_start is not None:
         section.notes.append(
             f"Only customers who signed on or after {pd.Timestamp(history_start):%d %b %Y}, "
@@ -684,7 +650,7 @@ def _forecast_chart(table: pd.DataFrame, interval: float) -> dict[str, str]:
     _percent_axis(ax)
     ax.set_title(f"Expected retention with its {interval:.0%} interval", fontsize=9)
     ax.legend(fontsize=8, frameon=False)
-    return _image(fig, "forecast NDR and GRR by group with intervals")
+    return image(fig, "forecast NDR and GRR by group with intervals")
 
 
 def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | None) -> None:
@@ -708,7 +674,7 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
         ax.legend(fontsize=7, frameon=False)
         ax.tick_params(axis="x", labelsize=7, rotation=30)
     fig.tight_layout()
-    section.images.append(_image(fig, "forecast backtest: churned ARR and GRR"))
+    section.images.append(image(fig, "forecast backtest: churned ARR and GRR"))
     for quantity in ("churned_arr", "grr"):
         sentence = bias_sentence(backtest, quantity, interval=interval)
         if sentence:
@@ -836,7 +802,7 @@ def realised_section(
     for a in (ax, ax2):
         a.tick_params(axis="x", labelsize=7, rotation=30)
     fig.tight_layout()
-    section.images.append(_image(fig, "realised ROC-AUC, Brier score and ECE over time"))
+    section.images.append(image(fig, "realised ROC-AUC, Brier score and ECE over time"))
     columns = [c for c in REALISED_COLUMNS if c in realised.columns]
     section.tables.append(frame_table(realised, columns=columns, caption="Per run date"))
     return section
@@ -881,7 +847,7 @@ def audit_section(audit: HealthAudit | None) -> Section:
         ax.set_ylabel("share of churned ARR")
         _percent_axis(ax)
         ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1, 1), loc="upper left")
-        section.images.append(_image(fig, "health color before churn"))
+        section.images.append(image(fig, "health color before churn"))
         section.tables.append(
             frame_table(g, caption="Churned ARR by the health color it showed before churning")
         )
@@ -1033,22 +999,25 @@ def build_report(
         monitoring_section(view=view),
         realised_section(view.realised, view.estimated),
         audit_section(audit),
-        *extra_sections,  # holdout uplift, churn reasons, expansion signals (pipelines.reporting)
+        *extra_sections,  # holdout uplift, churn reasons, expansion signals (report.gather)
         glossary_section(),
     ]
     alerts = view.alert_lines()
-    env = Environment(
-        loader=FileSystemLoader(_TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"], default=True),
-    )
-    html = env.get_template("report.html.j2").render(
-        title=title,
-        run_date=format_value(pd.Timestamp(run_date)),
-        sections=sections,
-        alerts=alerts,
-        kpis=_kpis(
-            retention, forecast, ttm=ttm, history_start=history_start, horizon_days=horizon_days
-        ),
+    html = render(
+        "report.html.j2",
+        {
+            "title": title,
+            "run_date": format_value(pd.Timestamp(run_date)),
+            "sections": sections,
+            "alerts": alerts,
+            "kpis": _kpis(
+                retention,
+                forecast,
+                ttm=ttm,
+                history_start=history_start,
+                horizon_days=horizon_days,
+            ),
+        },
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
