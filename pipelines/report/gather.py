@@ -49,8 +49,8 @@ from models.performance_estimate import estimate_vs_realised
 from models.registry import Tracking, load_bundle, version_metrics
 from pipelines.config import Settings, open_warehouse, stage_sources
 from pipelines.dates import as_of_for, data_horizon, end_of
-from pipelines.runtime import tracking_store
 from pipelines.report.sections import MonitoringView, build_report
+from pipelines.runtime import tracking_store
 from serving.churn_reasons import churn_reasons_section, read_stated_reasons, review_churn_reasons
 from serving.expansion_signals import (
     add_expansion_signals,
