@@ -194,9 +194,20 @@ def copies_select(
         quote_ident(loc.physical(c), what="column name") for c in present_columns(loc, physical)
     )
     filtered = "" if where is None else f" WHERE {where}"
+    grouped = f"GROUP BY {stored} HAVING count(*) > 1"
+    copies = quote_ident(COPIES_COLUMN)
+    if wh.dialect != "duckdb":
+        return f"SELECT {stored}, count(*) - 1 AS {copies} FROM {raw}{filtered} {grouped}"
+    # DuckDB: a grouping on every stored column (text included) of a large window does not
+    # spill within a small memory_limit (200,000 accounts: 70 M rows fail at 1 GiB), a grouping
+    # on one 64-bit hash does. So the rows whose hash occurs twice are found first, then only
+    # they are grouped on their columns: exact (equal rows hash equal; a collision is dropped by
+    # the second grouping), at the price of reading the window twice.
     return (
-        f"SELECT {stored}, count(*) - 1 AS {quote_ident(COPIES_COLUMN)} FROM {raw}{filtered} "
-        f"GROUP BY {stored} HAVING count(*) > 1"
+        f"WITH w AS (SELECT {stored} FROM {raw}{filtered}),\n"
+        f"twice AS (SELECT hash({stored}) AS h FROM w GROUP BY h HAVING count(*) > 1)\n"
+        f"SELECT {stored}, count(*) - 1 AS {copies} FROM w "
+        f"WHERE hash({stored}) IN (SELECT h FROM twice) {grouped}"
     )
 
 
