@@ -157,6 +157,7 @@ def train_bundle(data: Path, out: Path, run_date: date, threads: int) -> None:
     import lightgbm as lgb
     import numpy as np
 
+    from features import validation
     from features.build import build_features
     from features.catalog import FEATURES
     from features.validation import prepare_sources
@@ -166,8 +167,12 @@ def train_bundle(data: Path, out: Path, run_date: date, threads: int) -> None:
 
     train_date = run_date - timedelta(weeks=TRAIN_WEEKS_BEFORE)
     wh = _warehouse("4GB", threads)
-    report = prepare_sources(wh, _config(data), reference_time=data_horizon(train_date))
-    frame = build_features(wh, [as_of_for(train_date)], available_tables=report.available)
+    moment = as_of_for(train_date)
+    windowed = {}  # code before issue 16 validates every row
+    if hasattr(validation, "feature_reads_after"):
+        windowed = {"reads_after": validation.feature_reads_after([moment])}
+    report = prepare_sources(wh, _config(data), reference_time=data_horizon(train_date), **windowed)
+    frame = build_features(wh, [moment], available_tables=report.available)
     wh.close()
     frame = frame.sample(n=min(len(frame), SAMPLE_ACCOUNTS), random_state=0)
     features = [c for c in frame.columns if c not in ("account_id", "as_of", "name")]
