@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -776,9 +777,9 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _days_key(value: object) -> str:
+def _days_key(value: SupportsFloat | None) -> str:
     """Whole days for a ``data-`` attribute the filters compare ("" when unknown)."""
-    return "" if _missing(value) else f"{float(value):.0f}"
+    return "" if value is None or _missing(value) else f"{float(value):.0f}"
 
 
 def _search_text(values: list[object]) -> str:
@@ -786,8 +787,8 @@ def _search_text(values: list[object]) -> str:
     return " ".join(str(v).replace("_", " ") for v in values if not _missing(v)).lower()
 
 
-def _in_days(value: object) -> str:
-    if _missing(value):
+def _in_days(value: SupportsFloat | None) -> str:
+    if value is None or _missing(value):
         return ""
     days = round(float(value))
     if days < 0:
@@ -795,16 +796,16 @@ def _in_days(value: object) -> str:
     return "today" if days == 0 else "tomorrow" if days == 1 else f"in {days:,} days"
 
 
-def _days_ago(value: object) -> str:
-    if _missing(value):
+def _days_ago(value: SupportsFloat | None) -> str:
+    if value is None or _missing(value):
         return ""
     days = round(float(value))
     return "today" if days == 0 else "yesterday" if days == 1 else f"{days:,} days ago"
 
 
-def _points(value: object) -> str:
+def _points(value: SupportsFloat | None) -> str:
     """A week-over-week move in probability points: "▲ 12 pts", "▼ 3 pts", "no change"."""
-    if _missing(value):
+    if value is None or _missing(value):
         return ""
     points = round(float(value) * 100)
     if points == 0:
@@ -813,7 +814,7 @@ def _points(value: object) -> str:
     return f"{'▲' if points > 0 else '▼'} {abs(points)} {unit}"
 
 
-def _pct(value: object) -> str:
+def _pct(value: SupportsFloat | None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
     number = float(value)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+from typing_extensions import TypeIs
 
 from models.health_audit import HealthAudit
 from models.metrics import REALISED_ECE_BINNING, ece_label
@@ -256,13 +257,14 @@ def format_value(value: Any, column: str = "") -> str:
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
+        number = float(value)
         if _is_ratio(column):
-            return percent(float(value))
+            return percent(number)
         if _is_money(column):
-            return money(float(value))
+            return money(number)
         if any(h in column.lower() for h in _PLAIN_HINTS):
-            return f"{value:.3f}"
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+            return f"{number:.3f}"
+        return f"{number:,.0f}" if abs(number) >= 100 else f"{number:.3g}"
     return str(value)
 
 
@@ -298,7 +300,9 @@ def _is_text(cell: str) -> bool:
     return not re.match(r"^[−+\-]?\$?[\d.,]+|^–$", cell)
 
 
-def _empty(frame: Any) -> bool:
+def _empty(frame: pd.DataFrame | None) -> TypeIs[None]:
+    """True for no frame and for a frame without rows. Typed as ``TypeIs[None]`` so a False
+    answer tells mypy the frame is there; the True branches never use the frame."""
     return frame is None or (isinstance(frame, pd.DataFrame) and frame.empty)
 
 
@@ -645,7 +649,7 @@ def _forecast_chart(table: pd.DataFrame, interval: float) -> dict[str, str]:
     ax.set_xticks(x, labels=list(table["label"]), fontsize=8)
     for label in ax.get_xticklabels():
         label.set_rotation(20)
-        label.set_ha("right")
+        label.set_horizontalalignment("right")
     ax.axhline(1.0, color=_GREY, lw=0.8, ls="--")
     _percent_axis(ax)
     ax.set_title(f"Expected retention with its {interval:.0%} interval", fontsize=9)
@@ -662,7 +666,7 @@ def _add_backtest(section: Section, backtest: pd.DataFrame, interval: float | No
     panels = [(fig.add_subplot(1, 2, 1), churn, "Churned ARR over the horizon", _money_axis)]
     if not grr.empty:
         panels.append(
-            (fig.add_subplot(1, 2, 2), grr, "GRR over the horizon", lambda a: _percent_axis(a, 1))
+            (fig.add_subplot(1, 2, 2), grr, "GRR over the horizon", lambda ax: _percent_axis(ax, 1))
         )
     for ax, part, title, axis in panels:
         _style(ax)
