@@ -253,8 +253,10 @@ def _under_data_dir(settings: Settings, path: Path) -> Path:
 
 
 def _output_tables(settings: Settings) -> list[str]:
+    from features.validation import SOURCE_CHECKS_TABLE
+
     tables = settings.serving.tables
-    return [tables.predictions, tables.reasons, tables.runs]
+    return [tables.predictions, tables.reasons, tables.runs, tables.holdouts, SOURCE_CHECKS_TABLE]
 
 
 def stage_sources(
