@@ -128,3 +128,14 @@ def test_rerun_replaces_its_week_and_a_failure_keeps_the_previous_one(
     assert len(read_week(out, tables.reasons, RUN_DAY, spark)) == len(reasons)
     assert len(read_week(out, tables.predictions, WEEK_LATER, spark)) == len(later)
     assert not (out / "_staging").exists()
+
+
+def test_keyed_rows_are_replaced_by_key_and_kept_otherwise(spark_wh) -> None:
+    """source_checks on Spark: rows of the sources written replace theirs, the others stay."""
+    first = pd.DataFrame({"source": ["a", "b"], "rows_through": [1, 2]})
+    spark_wh.replace_keyed_rows("source_checks", "churnlens", first, key="source")
+    again = pd.DataFrame({"source": ["b", "c"], "rows_through": [20, 30]})
+    spark_wh.replace_keyed_rows("source_checks", "churnlens", again, key="source")
+    got = spark_wh.query("SELECT * FROM churnlens.source_checks ORDER BY source")
+    assert got.to_dict("list") == {"source": ["a", "b", "c"], "rows_through": [1, 20, 30]}
+    assert not list(spark_wh.output_dir.glob("_source_checks-*"))  # no copy left behind
