@@ -5,6 +5,14 @@ same Parquet files, and weekly scoring of 1,000,000 accounts on Spark.
         [--engine duckdb|spark] [--cores 1] [--weeks 52]
     .venv/bin/python benchmarks/bench_spark.py scoring --data /work/bench-data/w20k
         [--cores 2] [--copies 50]
+    .venv/bin/python benchmarks/bench_spark.py matrix --data /work/bench-data/w20k [--quick]
+
+``matrix`` runs issue #11's table, one child process per configuration: ``features`` on DuckDB
+and on Spark at 1 and 2 cores (one date and the 52-week grid), then ``scoring`` of 50 copies of
+the world on Spark at 1 and 2 cores (20k x 50 = 1,000,000 accounts), and prints each JSON line
+and a table with the 1-to-2-core speed-ups and Spark/DuckDB ratios. ``--quick`` (a smoke
+test of the benchmark itself, e.g. on ``generate_data.py --accounts 500``) uses a 4-week grid
+and 2 copies: its figures mean nothing.
 
 ``features`` validates and stages the warehouse (``benchmarks/generate_data.py``'s layout:
 ``<table>.parquet`` per contract table, usage events as a folder), then times
@@ -250,17 +258,65 @@ def bench_scoring(args: argparse.Namespace) -> dict:
     return {"accounts": n_accounts, "rows": counts, "seconds": timings, "load_before": loads}
 
 
+def _matrix(args: argparse.Namespace) -> list[dict]:
+    """Every configuration in its own process (a JVM's master is fixed at start)."""
+    import subprocess
+
+    weeks, copies = (4, 2) if args.quick else (args.weeks, args.copies)
+    runs = [["features", "--engine", e, "--cores", str(c), "--weeks", str(weeks)]
+            for e in ("duckdb", "spark") for c in (1, 2)]  # fmt: skip
+    runs += [["scoring", "--cores", str(c), "--copies", str(copies)] for c in (1, 2)]
+    results = []
+    for run in runs:
+        command = [sys.executable, __file__, *run, "--data", str(args.data)]
+        print("+", " ".join(command[1:]), file=sys.stderr, flush=True)
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+        line = done.stdout.strip().splitlines()[-1]
+        print(line, flush=True)
+        results.append(json.loads(line))
+    return results
+
+
+def _summary(results: list[dict]) -> str:
+    """Seconds per step per configuration, then speed-ups (1 -> 2 cores, DuckDB vs Spark)."""
+    lines = ["| run | engine | cores | step | seconds | peak RSS MB (self/children) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    by: dict[tuple[str, str, int], dict] = {}
+    for r in results:
+        by[(r["what"], r["engine"], r["cores"])] = r["seconds"]
+        for step, seconds in r["seconds"].items():
+            lines.append(f"| {r['what']} | {r['engine']} | {r['cores']} | {step} | {seconds} | "
+                         f"{r['peak_rss_mb']}/{r['peak_children_rss_mb']} |")  # fmt: skip
+    lines.append("")
+    for (what, engine, _), one in sorted((k, v) for k, v in by.items() if k[2] == 1):
+        two = by.get((what, engine, 2), {})
+        for step in one:
+            if two.get(step):
+                lines.append(f"speed-up 1->2 cores, {engine} {what} {step}: "
+                             f"{one[step] / two[step]:.2f}x")  # fmt: skip
+    duck, spark = by.get(("features", "duckdb", 2), {}), by.get(("features", "spark", 2), {})
+    for step in duck:
+        if spark.get(step) and duck[step]:
+            lines.append(f"Spark / DuckDB at 2 cores, {step}: {spark[step] / duck[step]:.2f}x")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["features", "scoring"])
+    parser.add_argument("what", choices=["features", "scoring", "matrix"])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--engine", choices=["duckdb", "spark"], default="spark")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--weeks", type=int, default=52)
     parser.add_argument("--copies", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="matrix: 4 weeks, 2 copies")
     args = parser.parse_args()
-    if not (args.data / ".done").exists():
-        sys.exit(f"{args.data} is not complete yet (no .done file)")
+    if not (args.data / ".done").exists() and not (args.data / "accounts.parquet").exists():
+        # generate_data.py writes accounts.parquet after every event block
+        sys.exit(f"{args.data} is not complete yet (no accounts.parquet or .done file)")
+    if args.what == "matrix":
+        print(_summary(_matrix(args)))
+        return
     result = bench_features(args) if args.what == "features" else bench_scoring(args)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result.update(

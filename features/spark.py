@@ -377,6 +377,31 @@ class SparkWarehouse(Warehouse):
             if any(p.is_dir() and "=" in p.name for p in path.iterdir()):
                 self.spark.sql(f"ALTER TABLE {name} RECOVER PARTITIONS")
 
+    def replace_keyed_rows(self, table: str, schema: str, rows: pd.DataFrame, *, key: str) -> None:
+        """The output table ``schema.table`` (a Parquet folder under ``output_dir``) with its
+        rows whose ``key`` is among ``rows``'s replaced by ``rows``: the new contents are
+        written beside the folder, then swapped in by renames (Parquet has no DELETE), so a
+        failure while writing leaves the table as it was. For small keyed tables
+        (``source_checks``); the weekly outputs go through serving.spark_scoring."""
+        import shutil
+        import uuid
+
+        path = self.output_path(table)
+        kept = pd.DataFrame(columns=rows.columns)
+        if any(path.glob("*.parquet")):
+            kept = to_pandas(self.spark.read.parquet(str(path)))
+            kept = kept[~kept[key].isin(rows[key])]
+        combined = pd.concat([kept[list(rows.columns)], rows], ignore_index=True)
+        combined = combined.astype({c: rows[c].dtype for c in rows.columns})
+        staged = path.with_name(f"_{path.name}-{uuid.uuid4().hex[:8]}")
+        self.to_spark_frame(combined).coalesce(1).write.parquet(str(staged))
+        old = staged.with_name(staged.name + "-old")
+        if path.exists():
+            path.rename(old)
+        staged.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.attach_outputs(schema, [table])
+
 
 def _spark_name(table: str, schema: str | None = None) -> str:
     """``schema.table`` validated and quoted with Spark's backticks."""
@@ -441,7 +466,8 @@ def export_parquet(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    with DuckDBWarehouse(duckdb_path, read_only=True, create=False) as wh:
+    wh = DuckDBWarehouse(duckdb_path, read_only=True, create=False)
+    with wh:
         for name in CONTRACT:
             if not wh.table_exists(name, schema):
                 continue

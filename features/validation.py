@@ -387,6 +387,12 @@ def read_source_checks(wh: Warehouse, schema: str) -> dict[str, SourceCheck]:
 def record_source_checks(wh: Warehouse, schema: str, checks: Iterable[SourceCheck]) -> None:
     """Replace the rows of these sources in ``<schema>.source_checks``, in one transaction
     (keyed by source: running twice leaves the same rows)."""
+    if wh.dialect == "spark":  # no DELETE on Parquet tables: features/spark.py swaps a copy
+        import pandas as pd
+
+        rows = pd.DataFrame([vars(c) for c in checks], columns=list(SourceCheck.__annotations__))
+        wh.replace_keyed_rows(SOURCE_CHECKS_TABLE, schema, rows, key="source")  # type: ignore[attr-defined]
+        return
     table = qualified(SOURCE_CHECKS_TABLE, schema)
     with wh.transaction():
         wh.create_schema(schema)

@@ -118,6 +118,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+EXTENDS_KEY = "extends"
+
+
+def _read_layered(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file merged over the file its top-level ``extends:`` names (itself layered):
+    ``default`` is the packaged default config (found in a clone and in an installed wheel),
+    anything else a path relative to the extending file. The file's own keys win."""
+    path = Path(path).resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"{path}: '{EXTENDS_KEY}' loops back to itself ({chain})")
+    raw = _read_yaml(path)
+    parent = raw.pop(EXTENDS_KEY, None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: '{EXTENDS_KEY}' must name a config file or 'default'")
+    base = DEFAULT_CONFIG if parent == "default" else path.parent / Path(parent).expanduser()
+    return _deep_merge(_read_layered(base, (*seen, path)), raw)
+
+
 def _describe(error: ValidationError, sources: str) -> str:
     lines = [f"invalid configuration ({sources}):"]
     for item in error.errors():
@@ -135,7 +156,8 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
 ) -> Settings:
-    """Load and merge YAML files (later files win), apply ``overrides``, validate strictly.
+    """Load and merge YAML files (later files win; each over the file its ``extends:`` names),
+    apply ``overrides``, validate strictly.
 
     Without ``paths`` the file named by ``$CHURNLENS_CONFIG`` is used, else
     ``configs/default.yaml``.
@@ -144,7 +166,7 @@ def load_settings(
         paths = [Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)]
     raw: dict[str, Any] = {}
     for path in paths:
-        raw = _deep_merge(raw, _read_yaml(Path(path)))
+        raw = _deep_merge(raw, _read_layered(Path(path)))
     raw = _deep_merge(raw, overrides or {})
     sources = ", ".join(str(p) for p in paths)
     try:
@@ -231,8 +253,10 @@ def _under_data_dir(settings: Settings, path: Path) -> Path:
 
 
 def _output_tables(settings: Settings) -> list[str]:
+    from features.validation import SOURCE_CHECKS_TABLE
+
     tables = settings.serving.tables
-    return [tables.predictions, tables.reasons, tables.runs]
+    return [tables.predictions, tables.reasons, tables.runs, tables.holdouts, SOURCE_CHECKS_TABLE]
 
 
 def stage_sources(

@@ -446,6 +446,7 @@ def write_back(
                 tables=settings.serving.tables,
                 run_meta=run_meta,
                 started_at=started_at,
+                serving=settings.serving,
             )
         else:
             counts = write_scores(

@@ -34,6 +34,7 @@ from features.build import tidy_features
 from models.bundle import ModelBundle
 from serving import lease
 from serving.config import ServingConfig
+from serving.holdout import HOLDOUT_COLUMN, HOLDOUTS_SCHEMA, holdout_rows
 from serving.reasons import REASON_COLUMNS
 from serving.score import PREDICTION_COLUMNS, Scored, expansion_quadrant, score_accounts
 from serving.writeback import PREDICTIONS_SCHEMA, REASONS_SCHEMA, RUNS_SCHEMA
@@ -62,6 +63,7 @@ class SparkScored:
     run_date: date
     model_refs: dict[str, str] = field(default_factory=dict)
     feature_snapshot_id: str | None = None  # in-process runs only: partitions never meet
+    holdouts: DataFrame | None = None  # list_holdouts rows, when the run drew holdouts
 
     def to_scored(self) -> Scored:
         """The run as an in-process :class:`Scored` (collects every row to the driver), for
@@ -190,7 +192,7 @@ def _with_segment_medians(predictions: DataFrame, config: ServingConfig) -> Data
     from pyspark.sql import functions as F
 
     spark = predictions.sparkSession
-    pairs = predictions.select("segment", "penetration").toPandas()
+    pairs: pd.DataFrame = predictions.select("segment", "penetration").toPandas()
     medians = pairs.groupby("segment", dropna=False)["penetration"].median().reset_index()
     medians.columns = ["segment", SEGMENT_MEDIAN]
     medians["segment"] = medians["segment"].astype(object).where(medians["segment"].notna(), None)
@@ -225,8 +227,10 @@ def write_week(
     started_at: Any = None,
 ) -> dict[str, int]:
     """Replace ``scored.run_date`` in the Parquet tables ``<output_dir>/<table>`` (predictions,
-    reasons, runs of ``tables``, a :class:`serving.config.OutputTables`). Nothing changes
-    unless every table's rows were computed; a rerun replaces the week. Rows per table."""
+    reasons, runs and, when drawn, holdouts of ``tables``, a
+    :class:`serving.config.OutputTables`). Nothing changes unless every table's rows were
+    computed; a rerun replaces the week (a table with no rows this week loses the week's
+    partition). Rows per table."""
     from pyspark.sql import functions as F
 
     spark = scored.predictions.sparkSession
@@ -237,6 +241,8 @@ def write_week(
         tables.predictions: scored.predictions.withColumn("run_date", week),
         tables.reasons: scored.reasons.withColumn("run_date", week),
     }
+    if scored.holdouts is not None:
+        frames[tables.holdouts] = scored.holdouts.withColumn("run_date", week)
     counts: dict[str, int] = {}
     try:
         for table, frame in frames.items():
@@ -255,6 +261,9 @@ def write_week(
                 .partitionBy("run_date")
                 .parquet(str(output_dir / table))
             )
+        for table, n in counts.items():
+            if n == 0:  # an empty write replaces no partition: drop the week's by hand
+                _remove(spark, output_dir / table / f"run_date={day.isoformat()}")
         counts[tables.runs] = 1
     finally:
         _remove(spark, staging)
@@ -282,6 +291,7 @@ def _layout(tables: Any) -> dict[str, list[str]]:
         tables.predictions: list(PREDICTIONS_SCHEMA),
         tables.reasons: list(REASONS_SCHEMA),
         tables.runs: list(RUNS_SCHEMA),
+        tables.holdouts: list(HOLDOUTS_SCHEMA),
     }
 
 
@@ -352,10 +362,11 @@ def write_scored(
     tables: Any,
     run_meta: Mapping[str, Any],
     started_at: Any = None,
+    serving: ServingConfig | None = None,
 ) -> dict[str, int]:
     """:func:`write_week` for an in-process :class:`Scored` on a Spark warehouse (the weekly
-    flow's write-back on ``warehouse.kind: spark``); the output tables are re-attached to the
-    session afterwards. Rows per ``schema.table``."""
+    flow's write-back on ``warehouse.kind: spark``), with the holdout rows ``serving`` draws;
+    the output tables are re-attached to the session afterwards. Rows per ``schema.table``."""
     predictions = scored.predictions.drop(columns="run_date")
     reasons = scored.reasons.drop(columns="run_date")
     spark_scored = SparkScored(
@@ -370,6 +381,7 @@ def write_scored(
         scored.run_date,
         dict(scored.model_refs),
         scored.feature_snapshot_id,
+        _holdouts(wh, scored, serving),
     )
     counts = write_week(
         spark_scored,
@@ -378,8 +390,21 @@ def write_scored(
         run_meta=run_meta,
         started_at=started_at,
     )
-    wh.attach_outputs(schema, [tables.predictions, tables.reasons, tables.runs])
+    wh.attach_outputs(schema, list(_layout(tables)))
     return {f"{schema}.{table}": n for table, n in counts.items()}
+
+
+def _holdouts(wh: Any, scored: Scored, serving: ServingConfig | None) -> DataFrame | None:
+    """The run's ``list_holdouts`` rows (serving.holdout) as Spark rows; None when the run drew
+    none (no ``holdout`` column), as serving.writeback.write_scores decides."""
+    if serving is None or HOLDOUT_COLUMN not in scored.predictions:
+        return None
+    rows = holdout_rows(
+        scored.predictions, config=serving.holdout, flagged_tiers=serving.changes.list_tiers
+    )
+    return wh.spark.createDataFrame(
+        _typed(rows, HOLDOUTS_SCHEMA), schema=", ".join(_ddl(HOLDOUTS_SCHEMA, skip=("run_date",)))
+    )
 
 
 def _typed(frame: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:

@@ -644,7 +644,10 @@ def _forecast_chart(table: pd.DataFrame, interval: float) -> dict[str, str]:
     x = np.arange(len(table))
     for offset, key, color in ((-0.12, "ndr", _NDR), (0.12, "grr", _GRR)):
         mid = table[f"expected_{key}"].to_numpy(dtype=float)
-        err = [mid - table[f"{key}_lo"].to_numpy(float), table[f"{key}_hi"].to_numpy(float) - mid]
+        # the interval is simulated, the mid its expectation: on a few accounts a skewed draw
+        # can leave the mid outside it; matplotlib refuses negative bars, so draw none there
+        lo, hi = table[f"{key}_lo"].to_numpy(float), table[f"{key}_hi"].to_numpy(float)
+        err = [np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)]
         ax.errorbar(x + offset, mid, yerr=err, fmt="o", capsize=4, color=color, label=key.upper())
     ax.set_xticks(x, labels=list(table["label"]), fontsize=8)
     for label in ax.get_xticklabels():

@@ -44,13 +44,25 @@ def _bundle(frame: pd.DataFrame, target: str, seed: int) -> ModelBundle:
     )
 
 
-@pytest.fixture
-def world(spark_wh, tmp_path: Path):
-    available = stage_parquet(spark_wh, random_tables(21, n_accounts=60), tmp_path / "src")
-    sql, columns = assemble_features(spark_wh, [AS_OF], available_tables=available)
-    local = tidy_features(spark_wh.query(sql), columns)
+@pytest.fixture(scope="module")
+def scoring_wh(spark, tmp_path_factory: pytest.TempPathFactory):
+    """One warehouse for the module: its features and bundles are built once, not per test."""
+    from features.spark import SparkWarehouse
+
+    wh = SparkWarehouse(spark, output_dir=tmp_path_factory.mktemp("spark-out"))
+    yield wh
+    wh.close()
+
+
+@pytest.fixture(scope="module")
+def world(scoring_wh, tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("src")
+    available = stage_parquet(scoring_wh, random_tables(21, n_accounts=60), folder)
+    sql, columns = assemble_features(scoring_wh, [AS_OF], available_tables=available)
+    local = tidy_features(scoring_wh.query(sql), columns)
     churn, expansion = _bundle(local, "churn", 1), _bundle(local, "expansion", 2)
-    frame = spark_wh.sql(sql).repartition(3, "account_id")
+    # checkpointed: both tests read the same rows without re-running the feature SQL
+    frame = scoring_wh.sql(sql).repartition(3, "account_id").localCheckpoint(eager=True)
     return frame, columns, local, churn, expansion
 
 
@@ -79,12 +91,12 @@ def test_partitioned_scoring_equals_in_process_scoring(world) -> None:
 
 
 def test_rerun_replaces_its_week_and_a_failure_keeps_the_previous_one(
-    world, spark_wh, tmp_path: Path
+    world, scoring_wh, tmp_path: Path
 ) -> None:
     frame, columns, _, churn, expansion = world
     out = tmp_path / "out"
     tables = ServingConfig().tables
-    spark = spark_wh.spark
+    spark = scoring_wh.spark
     for day in (RUN_DAY, WEEK_LATER, RUN_DAY):  # the third run reruns the first week
         counts = write_week(
             _score(frame, columns, churn, expansion, day),
@@ -116,3 +128,14 @@ def test_rerun_replaces_its_week_and_a_failure_keeps_the_previous_one(
     assert len(read_week(out, tables.reasons, RUN_DAY, spark)) == len(reasons)
     assert len(read_week(out, tables.predictions, WEEK_LATER, spark)) == len(later)
     assert not (out / "_staging").exists()
+
+
+def test_keyed_rows_are_replaced_by_key_and_kept_otherwise(spark_wh) -> None:
+    """source_checks on Spark: rows of the sources written replace theirs, the others stay."""
+    first = pd.DataFrame({"source": ["a", "b"], "rows_through": [1, 2]})
+    spark_wh.replace_keyed_rows("source_checks", "churnlens", first, key="source")
+    again = pd.DataFrame({"source": ["b", "c"], "rows_through": [20, 30]})
+    spark_wh.replace_keyed_rows("source_checks", "churnlens", again, key="source")
+    got = spark_wh.query("SELECT * FROM churnlens.source_checks ORDER BY source")
+    assert got.to_dict("list") == {"source": ["a", "b", "c"], "rows_through": [1, 20, 30]}
+    assert not list(spark_wh.output_dir.glob("_source_checks-*"))  # no copy left behind
