@@ -354,9 +354,9 @@ DEFAULT_MEMORY_LIMIT_BYTES = 2**30
 
 def default_memory_limit() -> str:
     """DuckDB's memory cap unless configured: 1 GiB, or half the RAM on a smaller machine.
-    Measured at 20,000 accounts / 50 M events (benchmarks/README.md, "Weekly scoring memory"):
-    the weekly path peaks at ~1.3 GB RSS with it (~1.8 GB with 1.5 GiB), against ~6 GB under
-    DuckDB's own default of 80% of RAM."""
+    With it the weekly path peaks at 1.1 GB RSS at 20,000 accounts and 2.2 GB at 200,000
+    (benchmarks/README.md, "Weekly job"), against ~6 GB at 20,000 under DuckDB's own default
+    of 80% of RAM (docs/decisions/benchmark-history.md)."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
