@@ -420,8 +420,9 @@ def churn_events(
 ) -> pd.DataFrame:
     """Logo churn events with ``start < churn_date <= end``: the day an account's ARR falls to 0
     (a contract end with no contract covering it) and no new contract starts within
-    ``grace_days``. ``churned_arr`` is the ARR the day before. Needs ``churn_date + grace_days <=
-    end`` so that a late renewal could still have been seen."""
+    ``grace_days`` (one starting exactly ``grace_days`` late renews, as in ``labels.sql``).
+    ``churned_arr`` is the ARR the day before. Needs ``churn_date + grace_days <= end`` so that
+    a late renewal could still have been seen."""
     prepared = prepare_contracts(contracts)
     lo, hi = _timestamp(start), _timestamp(end)
     cand = prepared[["account_id", "end_date"]].dropna().drop_duplicates()  # evergreen: no end
@@ -434,7 +435,7 @@ def churn_events(
     starts = prepared[["account_id", "start_date"]].merge(cand[["account_id", "t"]])
     back = starts[
         (starts["start_date"] >= starts["t"])
-        & (starts["start_date"] < starts["t"] + pd.Timedelta(days=grace_days))
+        & (starts["start_date"] <= starts["t"] + pd.Timedelta(days=grace_days))
     ]
     renewed = pd.MultiIndex.from_frame(back[["account_id", "t"]])
     keep = ~pd.MultiIndex.from_frame(cand[["account_id", "t"]]).isin(renewed)

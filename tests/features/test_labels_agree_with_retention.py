@@ -55,12 +55,6 @@ def test_churn_with_grace_agrees_with_the_churn_events(both):
         assert sql == set(events["account_id"]), as_of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known disagreement, left for a decision (fixing it changes reported churn): a "
-    "renewal starting exactly grace_days after the lapse is a renewal in labels.sql "
-    "(next_start > lapse + grace is churn) but churn in churn_events (start < t + grace renews)",
-)
 def test_a_renewal_exactly_grace_days_late_is_the_same_in_both(duck: Warehouse):
     from datetime import date
 
