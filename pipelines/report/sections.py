@@ -347,23 +347,9 @@ def retention_section(
     complete = _complete(retention, history_start)
     if group is None:
         section.images.append(_retention_chart(retention, ttm, complete, history_start))
-    cols = [
-        c
-        for c in [
-            group,
-            "period",
-            "starting_arr",
-            "expansion",
-            "contraction",
-            "churned_arr",
-            "new_arr",
-            "ending_arr",
-            "ndr",
-            "grr",
-            "logo_churn_rate",
-        ]
-        if c
-    ]
+    # The movement columns a reader needs, in their order: no period bounds or logo counts.
+    hidden = {"period_start", "period_end", "logos_start", "logos_churned", "logos_new"}
+    cols = [*([group] if group else []), *(c for c in MOVEMENT_COLUMNS if c not in hidden)]
     ordered = retention.assign(_complete=complete).sort_values(
         [c for c in (group, "period_start") if c]
     )
