@@ -110,7 +110,7 @@ def prefect_api() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, spark: object, prefect_api: None) -> World:
-    from pipelines.demo_data import generate_demo, write_demo
+    from pipelines.demo.data import generate_demo, write_demo
 
     root = tmp_path_factory.mktemp("cli-world")
     duck = root / "duckdb.yaml"
